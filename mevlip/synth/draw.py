@@ -27,7 +27,7 @@ def background(rng: np.random.Generator, size: tuple[int, int], base: tuple[int,
     """A noisy flat background (``size`` = (width, height)) as a PIL RGB image plus its draw handle."""
     w, h = size
     arr = np.asarray(base, dtype=np.float32)[None, None, :] + rng.normal(0.0, noise, size=(h, w, 1))
-    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")  # (h, w, 3): grey noise on a tint
+    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))  # (h, w, 3) uint8 -> RGB: grey noise on a tint
     return image, ImageDraw.Draw(image)
 
 

@@ -1,0 +1,22 @@
+"""Shared test fixtures: offline, CPU, a tiny mini-FLARE generated once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from mevlip.synth import generate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mini_flare_tiny(tmp_path_factory):
+    """A tiny mini-FLARE root (all 19 datasets, every split). Read-only: copy it before changing anything."""
+    root = tmp_path_factory.mktemp("mini_flare_tiny")
+    generate(root, scale="tiny", seed=0)
+    return root
