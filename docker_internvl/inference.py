@@ -1,0 +1,126 @@
+"""ME-VLIP inference: answer every FLARE question and write ``predictions.json`` in the challenge format.
+
+    cd docker_internvl && python inference.py --base_dataset_path <test dataset> --output_dir <out> \\
+        --output_filename predictions.json --max_new_tokens 512 --device cuda:0
+
+Model locations default to the paper's base model and to environment variables the container sets
+(``MEVLIP_BASE_MODEL``, ``MEVLIP_ADAPTERS_DIR``, ``MEVLIP_ROUTER_DIR``). See ``mevlip/inference.py`` for the flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+try:
+    import mevlip  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mevlip.inference import ROUTINGS, Journal, plan, route_items, run, write_outputs
+from mevlip.prompts import DEFAULT_SYSTEM, MULTI_IMAGE_MODES
+
+logger = logging.getLogger("inference")
+DEFAULT_BASE_MODEL = "OpenGVLab/InternVL3-8B-hf"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options (the original README's flags first)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base_dataset_path", required=True, help="FLARE-format root holding the question files")
+    p.add_argument("--output_dir", required=True, help="where predictions.json and its sidecars go")
+    p.add_argument("--output_filename", default="predictions.json")
+    p.add_argument("--max_new_tokens", type=int, default=512)
+    p.add_argument("--device", default="cuda:0", help="cuda:0, cpu, ...")
+    p.add_argument("--base_model", default=os.environ.get("MEVLIP_BASE_MODEL", DEFAULT_BASE_MODEL),
+                   help="hub id or local folder of the base model (env MEVLIP_BASE_MODEL)")
+    p.add_argument("--adapters_dir", default=os.environ.get("MEVLIP_ADAPTERS_DIR"),
+                   help="folder with one LoRA adapter per sub-folder: general, classification, ... "
+                        "(env MEVLIP_ADAPTERS_DIR; unset: the base model answers)")
+    p.add_argument("--router_dir", default=os.environ.get("MEVLIP_ROUTER_DIR"),
+                   help="the trained task classifier (env MEVLIP_ROUTER_DIR)")
+    p.add_argument("--routing", default="router", choices=ROUTINGS,
+                   help="router: ME-VLIP's task classifier; record: the record's own TaskType (oracle ablation); "
+                        "general: the general adapter only (the paper's 'without TC')")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="router confidence below which the general adapter answers (default: the router's, 0.3)")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
+                   help="as in data preparation: keep every image of a record (default), or the first only")
+    p.add_argument("--splits", nargs="*", default=None, help="split folders to answer (default: all but training)")
+    p.add_argument("--quantization", default="auto", choices=["auto", "4bit", "none"],
+                   help="auto: 4-bit nf4 on CUDA (as the paper), none (float32) on CPU")
+    p.add_argument("--crop_to_patches", action="store_true", help="tile images; only if the recipes did")
+    p.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt; must equal the recipes' default_system")
+    p.add_argument("--num_shards", type=int, default=1, help="split the work over N processes / GPUs / nodes")
+    p.add_argument("--shard_index", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
+    p.add_argument("--no_progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run inference; returns the summary that is also written to ``<output stem>.summary.json``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0 <= args.shard_index < args.num_shards:
+        raise SystemExit(f"--shard_index must be in [0, {args.num_shards}), got {args.shard_index}")
+    if args.multi_image == "explode":
+        raise SystemExit("--multi_image explode makes several inputs per record; inference answers once per record "
+                         "(use keep or first)")
+    if args.routing == "router" and not args.router_dir:
+        raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
+    output = Path(args.output_dir) / args.output_filename
+    start = time.perf_counter()
+    the_plan = plan(args.base_dataset_path, args.splits, args.multi_image, scratch=Path(args.output_dir) / ".images")
+    if not the_plan.items:
+        raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
+    journal = Journal(output.with_name(output.stem + ".journal.jsonl"), the_plan.fingerprint(), args.overwrite)
+    router = None
+    if args.routing == "router":
+        from mevlip.router import Router
+
+        router = Router.from_pretrained(args.router_dir, device="cpu" if args.device == "cpu" else args.device)
+        if args.threshold is not None:
+            router.threshold = args.threshold
+    pending = [i for i in the_plan.items if i.index % args.num_shards == args.shard_index
+               and i.index not in journal.done]
+    routes = route_items(pending, args.routing, router)
+    loaded: list[str] = []
+    stats = {"records": 0, "resumed": len(journal.done), "answered": 0, "errors": 0, "seconds": 0.0}
+    if pending:
+        from mevlip.vlm import VLM, VLMConfig
+
+        vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.system,
+                            args.crop_to_patches))
+        loaded = vlm.adapters
+
+        def generate(batch, adapter):
+            vlm.use(adapter)
+            return vlm.generate(batch, args.max_new_tokens)
+
+        stats = run(the_plan, generate, routes, journal, loaded, args.batch_size,
+                    (args.num_shards, args.shard_index), progress=not args.no_progress)
+    journal.close()
+    written = write_outputs(the_plan, journal.done, output, (args.num_shards, args.shard_index))
+    wall = time.perf_counter() - start
+    summary = {"output": str(output), "routing": args.routing, "base_model": args.base_model,
+               "adapters_dir": args.adapters_dir, "adapters_loaded": loaded, "router_dir": args.router_dir,
+               "shard": [args.num_shards, args.shard_index], **written, "answered_now": stats["answered"],
+               "resumed": stats["resumed"], "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
+               "records_per_second": round(stats["answered"] / stats["seconds"], 3) if stats["seconds"] else None,
+               "file_errors": the_plan.file_errors}
+    output.with_name(output.stem + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info("wrote %s: %d records (%d answered now, %d resumed, %d errors) in %.1f s; per adapter: %s",
+                output, written["records"], stats["answered"], stats["resumed"], written["errors"], wall,
+                written["per_adapter"])
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Join sharded inference runs into one ``predictions.json``, checked for completeness.
+
+    python merge_predictions.py --base_dataset_path <data> --inputs out0/predictions.json out1/predictions.json \\
+        --output predictions.json
+
+Each shard was run with ``inference.py --num_shards N --shard_index i``; its ``.details.jsonl`` sidecar holds
+every record's global index, so the merge restores discovery order and fails if a record is missing or doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+try:
+    import mevlip  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mevlip.inference import merge_shards, plan
+from mevlip.prompts import MULTI_IMAGE_MODES
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Merge shard outputs; prints and returns the summary."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base_dataset_path", required=True, help="the same dataset root the shards answered")
+    p.add_argument("--inputs", nargs="+", required=True, help="the shards' predictions.json files")
+    p.add_argument("--output", required=True, help="merged predictions.json")
+    p.add_argument("--splits", nargs="*", default=None)
+    p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES)
+    args = p.parse_args(argv)
+    summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs, Path(args.output))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""Answer every FLARE question: route, group by adapter, generate in batches, resume after a crash, shard, merge.
+
+The flow of ``docker_internvl/inference.py``:
+
+1. :func:`plan` finds the question files to answer (``*_questions_{val,test}.json``, never ``_withGT``) and lists
+   their records in discovery order, each with a global index; a bad record (invalid fields, missing image) keeps
+   its place with an error and will get an empty ``Answer``.
+2. Routing, for all questions at once: the GLiClass router (ME-VLIP), the record's own TaskType (oracle ablation)
+   or the general adapter only (the paper's "without TC" column).
+3. Records are grouped by adapter, generated in batches with ``set_adapter`` once per group, post-processed by the
+   routed task type with :func:`mevlip.answers.canonicalize` (the parser evaluation uses) and appended to a flushed
+   journal, so a rerun after a crash or ``kill -9`` skips finished records.
+4. ``predictions.json`` is the input records, unchanged except ``Answer``, in discovery order, plus a sidecar with
+   the routed task, router score, adapter, raw output and error of each record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mevlip.answers import canonicalize
+from mevlip.flare import discover, image_names, record_key, resolve_image, safe_extract, validate_record
+from mevlip.tasks import GENERAL_ADAPTER, TASKS, normalize_task_type
+
+logger = logging.getLogger(__name__)
+ROUTINGS = ("router", "record", "general")
+
+
+@dataclass
+class Item:
+    """One record to answer, located by file and index; ``error`` set when it cannot be answered."""
+
+    index: int
+    path: str
+    record_index: int
+    key: str
+    question: str = ""
+    images: list[str] = field(default_factory=list)
+    task: str | None = None  # canonical task of the record's own TaskType
+    error: str | None = None
+
+
+@dataclass
+class Plan:
+    """The question files (path -> raw record list) and the items to answer, in discovery order."""
+
+    files: dict[str, list] = field(default_factory=dict)
+    items: list[Item] = field(default_factory=list)
+    file_errors: dict[str, str] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A digest of the inputs (keys in order), so a journal is only resumed against the same inputs."""
+        return hashlib.sha256("\n".join(f"{i.index}\t{i.key}" for i in self.items).encode()).hexdigest()[:16]
+
+
+def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_image: str = "keep",
+         scratch: str | os.PathLike | None = None) -> Plan:
+    """List every record to answer under ``root`` (validation and test question files, never ``_withGT``).
+
+    Image zips are extracted next to their JSON when needed; when that folder is read-only (a mounted challenge
+    input), into ``scratch/<split>/<Category>/<dataset>/`` instead.
+    """
+    from mevlip.prompts import select_images
+
+    result = Plan()
+    for qfile in discover(root, splits, gt="exclude"):
+        if qfile.kind == "train":
+            continue
+        image_roots = [qfile.dataset_dir, *_extract_images(qfile, scratch)]
+        try:
+            records = json.loads(qfile.path.read_text(encoding="utf-8"))
+            if not isinstance(records, list):
+                raise ValueError(f"expected a JSON list of records, got {type(records).__name__}")
+        except (ValueError, OSError) as err:  # the file is reported and skipped; the others are answered
+            result.file_errors[str(qfile.path)] = str(err)
+            logger.error("%s: %s", qfile.path, err)
+            continue
+        result.files[str(qfile.path)] = records
+        for record_index, record in enumerate(records):
+            reason = validate_record(record)
+            key = record_key(record) if isinstance(record, dict) and "ImageName" in record else f"#{record_index}"
+            item = Item(len(result.items), str(qfile.path), record_index, key)
+            result.items.append(item)
+            if reason:
+                item.error = f"{qfile.path} record {record_index}: {reason}"
+                continue
+            item.question, item.task = record["Question"], normalize_task_type(record["TaskType"])
+            try:
+                names = select_images(image_names(record), multi_image)[0]
+                item.images = [str(_resolve(image_roots, n)) for n in names]
+            except (FileNotFoundError, ValueError) as err:
+                item.error = f"{qfile.path} record {record_index}: {err}"
+    return result
+
+
+def _extract_images(qfile, scratch) -> list[Path]:
+    """Extract the dataset's image zips (in place, else under ``scratch``); returns extra image roots."""
+    zips = sorted(qfile.dataset_dir.glob("images*.zip"))
+    if not zips:
+        return []
+    try:
+        for archive in zips:
+            safe_extract(archive)
+        return []
+    except PermissionError:
+        if scratch is None:
+            raise
+        target = Path(scratch) / qfile.split / qfile.category / qfile.dataset_dir.name
+        for archive in zips:
+            safe_extract(archive, target)
+        return [target]
+
+
+def _resolve(roots: list[Path], name: str) -> Path:
+    for root in roots[1:]:
+        try:
+            return resolve_image(root, name)
+        except FileNotFoundError:
+            pass
+    return resolve_image(roots[0], name)
+
+
+# ----------------------------------------------------------------------------------------------- journal
+class Journal:
+    """Append-only JSONL of finished records; a torn last line (``kill -9`` mid-write) is ignored on resume."""
+
+    def __init__(self, path: Path, fingerprint: str, overwrite: bool = False):
+        self.path = path
+        self.done: dict[int, dict] = {}
+        if overwrite and path.exists():
+            path.unlink()
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            header = json.loads(lines[0]) if lines else {}
+            if header.get("fingerprint") != fingerprint:
+                raise ValueError(f"{path} belongs to other inputs (fingerprint {header.get('fingerprint')} != "
+                                 f"{fingerprint}); use --overwrite to start afresh")
+            for line in lines[1:]:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.done[entry["i"]] = entry
+            # rewrite without a torn tail, so new lines start on a line of their own
+            self.fh = open(path, "w", encoding="utf-8")
+            self.fh.write(lines[0] + "\n")
+            for entry in self.done.values():
+                self.fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(path, "w", encoding="utf-8")
+            self.fh.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+        self.fh.flush()
+
+    def add(self, entry: dict) -> None:
+        """Record one finished item (flushed at once)."""
+        self.done[entry["i"]] = entry
+        self.fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self.fh.close()
+
+
+# ----------------------------------------------------------------------------------------------- routing
+@dataclass
+class Route:
+    """Where a question goes: the task used for post-processing, the router's score and the adapter."""
+
+    task: str | None
+    score: float | None
+    adapter: str | None
+
+
+def route_items(items: list[Item], routing: str, router=None) -> dict[int, Route]:
+    """Route every answerable item at once (one batched router pass in ``router`` mode)."""
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
+    todo = [i for i in items if i.error is None]
+    if routing == "router":
+        if router is None:
+            raise ValueError("routing 'router' needs a router (--router_dir)")
+        routes = router.route([i.question for i in todo])
+        return {i.index: Route(r.task, float(r.score), r.adapter) for i, r in zip(todo, routes)}
+    if routing == "record":
+        return {i.index: Route(i.task, None, TASKS[i.task].adapter) for i in todo}
+    return {i.index: Route(i.task, None, GENERAL_ADAPTER) for i in todo}
+
+
+def resolve_adapter(wanted: str | None, loaded: Sequence[str]) -> str | None:
+    """The adapter that will answer: the wanted one, else ``general``, else the base model (``None``)."""
+    if wanted in loaded:
+        return wanted
+    if GENERAL_ADAPTER in loaded:
+        return GENERAL_ADAPTER
+    return None
+
+
+def label_separator(raw: str) -> str:
+    """Keep the model's own multi-label separator (periapical ``"; "``, chestdr ``", "``)."""
+    return "; " if ";" in raw else ", "
+
+
+# ----------------------------------------------------------------------------------------------- running
+def run(
+    the_plan: Plan,
+    generate: Callable[[list[tuple[str, list[str]]], str | None], list[str]],
+    routes: dict[int, Route],
+    journal: Journal,
+    loaded_adapters: Sequence[str],
+    batch_size: int = 8,
+    shard: tuple[int, int] = (1, 0),
+    progress: bool = True,
+) -> dict:
+    """Answer the plan's unfinished items of this shard, batch by batch, adapter by adapter.
+
+    Args:
+        generate: ``generate(batch of (question, image paths), adapter) -> raw answers`` (the model).
+        shard: ``(num_shards, shard_index)``: this run answers items with ``index % num_shards == shard_index``.
+
+    Returns:
+        Counters for the summary (answered now, resumed, errors, per adapter, seconds).
+    """
+    num_shards, shard_index = shard
+    mine = [i for i in the_plan.items if i.index % num_shards == shard_index]
+    todo = [i for i in mine if i.index not in journal.done]
+    stats = {"records": len(mine), "resumed": len(mine) - len(todo), "answered": 0, "errors": 0}
+    for item in [i for i in todo if i.error is not None]:
+        journal.add({"i": item.index, "key": item.key, "answer": "", "task": item.task, "score": None,
+                     "adapter": None, "raw": None, "error": item.error})
+        stats["errors"] += 1
+    groups: dict[str | None, list[Item]] = {}
+    for item in (i for i in todo if i.error is None):
+        adapter = resolve_adapter(routes[item.index].adapter, loaded_adapters)
+        groups.setdefault(adapter, []).append(item)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(g) for g in groups.values()), desc="answering", unit="rec")
+    start = time.perf_counter()
+    for adapter in sorted(groups, key=lambda a: (a is None, a or "")):
+        group = groups[adapter]
+        for b in range(0, len(group), batch_size):
+            batch = group[b: b + batch_size]
+            for item, raw, error in _generate_safely(generate, batch, adapter):
+                route = routes[item.index]
+                task = route.task or item.task
+                answer = "" if error or task is None else canonicalize(task, raw, label_sep=label_separator(raw))
+                journal.add({"i": item.index, "key": item.key, "answer": answer, "task": task, "score": route.score,
+                             "adapter": adapter, "raw": raw, "error": error})
+                stats["errors" if error else "answered"] += 1
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    stats["seconds"] = round(time.perf_counter() - start, 2)
+    return stats
+
+
+def _generate_safely(generate, batch: list[Item], adapter: str | None):
+    """Generate a batch; if it fails (e.g. a corrupt image), redo it one by one so only the bad record fails."""
+    try:
+        raws = generate([(i.question, i.images) for i in batch], adapter)
+        return [(i, r, None) for i, r in zip(batch, raws)]
+    except Exception as err:  # noqa: BLE001 - any failure of one record must not stop the run
+        if len(batch) == 1:
+            item = batch[0]
+            return [(item, None, f"{item.path} record {item.record_index}: {type(err).__name__}: {err}")]
+        return [out for item in batch for out in _generate_safely(generate, [item], adapter)]
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def write_outputs(the_plan: Plan, done: dict[int, dict], output: Path, shard: tuple[int, int] = (1, 0)) -> dict:
+    """Write ``predictions.json`` (records unchanged except ``Answer``) and its ``.details.jsonl`` sidecar.
+
+    Returns:
+        Summary counts (records written, per adapter, per routed task, errors, missing).
+    """
+    num_shards, shard_index = shard
+    predictions, details = [], []
+    counts = {"per_adapter": Counter(), "per_task": Counter(), "errors": 0, "missing": 0}
+    for item in the_plan.items:
+        if item.index % num_shards != shard_index:
+            continue
+        record = the_plan.files[item.path][item.record_index]
+        entry = done.get(item.index)
+        if entry is None:
+            counts["missing"] += 1
+            entry = {"i": item.index, "key": item.key, "answer": "", "error": "not answered"}
+        if isinstance(record, dict):
+            record = {**record, "Answer": entry.get("answer", "")}
+        predictions.append(record)
+        details.append({**entry, "file": item.path, "record_index": item.record_index})
+        counts["per_adapter"][str(entry.get("adapter"))] += 1
+        counts["per_task"][str(entry.get("task"))] += 1
+        counts["errors"] += bool(entry.get("error"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(output, json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
+    _atomic_write(details_path(output), "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in details))
+    return {"records": len(predictions), "per_adapter": dict(counts["per_adapter"]),
+            "per_task": dict(counts["per_task"]), "errors": counts["errors"], "missing": counts["missing"]}
+
+
+def details_path(output: Path) -> Path:
+    """The sidecar next to a predictions file: ``predictions.details.jsonl``."""
+    return output.with_name(output.stem + ".details.jsonl")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def merge_shards(the_plan: Plan, shard_outputs: Sequence[str | os.PathLike], output: Path) -> dict:
+    """Join shard runs (their ``.details.jsonl`` sidecars) into one ``predictions.json``, checked for completeness.
+
+    Raises:
+        ValueError: an item is answered by no shard or by two shards, or a shard holds an unknown record.
+    """
+    done: dict[int, dict] = {}
+    for shard_output in shard_outputs:
+        sidecar = details_path(Path(shard_output))
+        for line_no, line in enumerate(sidecar.read_text(encoding="utf-8").splitlines(), 1):
+            entry = json.loads(line)
+            i = entry["i"]
+            if i >= len(the_plan.items) or the_plan.items[i].key != entry["key"]:
+                raise ValueError(f"{sidecar} line {line_no}: record {entry['key']!r} is not in the inputs")
+            if i in done:
+                raise ValueError(f"{sidecar} line {line_no}: record {entry['key']!r} answered by two shards")
+            done[i] = entry
+    missing = [item.key for item in the_plan.items if item.index not in done]
+    if missing:
+        raise ValueError(f"{len(missing)} record(s) answered by no shard, e.g. {missing[:3]}")
+    return write_outputs(the_plan, done, output)

@@ -1,0 +1,130 @@
+"""Load InternVL3-hf (or the stand-in) with its LoRA adapters, and generate answers in batches.
+
+The base loads natively in transformers (no ``trust_remote_code``), in 4-bit nf4 on CUDA as the paper (and with
+the same ``BitsAndBytesConfig`` LLaMA-Factory trained the QLoRA adapters under: double quantisation, compute and
+storage dtype = the training dtype), or in float32 on CPU. Inputs are built by :mod:`mevlip.prompts`, so they are
+the token ids and pixels LLaMA-Factory trained on (``shared/prompt_parity.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mevlip.prompts import DEFAULT_SYSTEM, build_inference_prompt, load_image, processor_kwargs, render_user
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VLMConfig:
+    """How to load and prompt the model.
+
+    Attributes:
+        base_model: hub id or local folder of the base InternVL3-hf model (or the stand-in).
+        adapters_dir: folder holding one LoRA adapter per sub-folder (``general``, ``classification``, ...); None
+            answers with the base model alone.
+        device: ``cuda:0``, ``cpu``, ...
+        quantization: ``4bit`` (nf4, as QLoRA training), ``none``, or ``auto`` (4bit on CUDA, none on CPU).
+        system: the recipes' ``default_system``.
+        crop_to_patches: the recipes' ``crop_to_patches`` (False: one tile per image, LLaMA-Factory's default).
+        image_max_pixels / image_min_pixels: the recipes' values (LLaMA-Factory's defaults).
+    """
+
+    base_model: str
+    adapters_dir: str | None = None
+    device: str = "cpu"
+    quantization: str = "auto"
+    system: str = DEFAULT_SYSTEM
+    crop_to_patches: bool = False
+    image_max_pixels: int = 768 * 768
+    image_min_pixels: int = 32 * 32
+
+
+class VLM:
+    """An InternVL model with named LoRA adapters, answering batches of (question, images) greedily."""
+
+    def __init__(self, config: VLMConfig):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.config = config
+        device = torch.device(config.device)
+        quant = config.quantization
+        if quant == "auto":
+            quant = "4bit" if device.type == "cuda" else "none"
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        kwargs: dict = {"dtype": dtype}
+        if quant == "4bit":
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+            kwargs["device_map"] = {"": device}
+        elif quant != "none":
+            raise ValueError(f"quantization must be auto, 4bit or none, got {quant!r}")
+        self.quantization = quant
+        self.processor = AutoProcessor.from_pretrained(config.base_model)
+        self.processor.tokenizer.padding_side = "left"  # generation appends on the right
+        model = AutoModelForImageTextToText.from_pretrained(config.base_model, **kwargs)
+        if quant == "none":
+            model = model.to(device)
+        self.adapters = self._load_adapters(model, config.adapters_dir)
+        self.model = self.peft_model if self.adapters else model
+        self.model.eval()
+        self.device = device
+        self.active: str | None = None
+
+    def _load_adapters(self, model, adapters_dir: str | None) -> list[str]:
+        self.peft_model = None
+        if not adapters_dir:
+            return []
+        folders = sorted(p for p in Path(adapters_dir).iterdir() if (p / "adapter_config.json").is_file())
+        if not folders:
+            raise FileNotFoundError(f"no LoRA adapter (adapter_config.json) under {adapters_dir}")
+        from peft import PeftModel
+
+        self.peft_model = PeftModel.from_pretrained(model, str(folders[0]), adapter_name=folders[0].name)
+        for folder in folders[1:]:
+            self.peft_model.load_adapter(str(folder), adapter_name=folder.name)
+        names = [f.name for f in folders]
+        logger.info("loaded adapters: %s", ", ".join(names))
+        return names
+
+    def use(self, adapter: str | None) -> None:
+        """Make ``adapter`` active (``None``: the base model, adapters disabled)."""
+        if adapter == self.active:
+            return
+        if adapter is not None:
+            if adapter not in self.adapters:
+                raise KeyError(f"adapter {adapter!r} is not loaded (loaded: {', '.join(self.adapters) or 'none'})")
+            self.peft_model.set_adapter(adapter)
+        self.active = adapter
+
+    def build_inputs(self, items: list[tuple[str, list[str]]]):
+        """Processor inputs for a batch of ``(question, image paths)``, left-padded, exactly as trained."""
+        texts, images = [], []
+        for question, paths in items:
+            texts.append(build_inference_prompt(render_user(question, len(paths)), self.processor.image_token,
+                                                self.config.system))
+            images += [load_image(p, self.config.image_max_pixels, self.config.image_min_pixels) for p in paths]
+        return self.processor(images=images, text=texts, return_tensors="pt", padding=True,
+                              **processor_kwargs(self.config.crop_to_patches))
+
+    @torch.inference_mode()
+    def generate(self, items: list[tuple[str, list[str]]], max_new_tokens: int = 512) -> list[str]:
+        """Greedy answers (special tokens removed) for a batch of ``(question, image paths)``."""
+        inputs = self.build_inputs(items).to(self.device)
+        if "pixel_values" in inputs and self.device.type == "cuda":
+            inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+        ctx = self.peft_model.disable_adapter() if (self.adapters and self.active is None) else contextlib.nullcontext()
+        with ctx:
+            out = self.model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                                      pad_token_id=self.processor.tokenizer.pad_token_id)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return self.processor.batch_decode(new, skip_special_tokens=True)
+
