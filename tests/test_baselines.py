@@ -1,0 +1,37 @@
+"""The constant baseline: right format, training statistics, one prediction per record to answer."""
+
+import json
+from collections import Counter
+
+import numpy as np
+
+from mevlip.answers import parse_answer, parse_boxes, parse_instances
+from mevlip.baselines import fit_constants, main
+from mevlip.flare import discover, load_records
+
+
+def _train(root, dataset):
+    files = [f for f in discover(root, ["training"]) if f.dataset == dataset]
+    return load_records(files[0]).records
+
+
+def test_constants_are_training_statistics(mini_flare_tiny):
+    constants = fit_constants(mini_flare_tiny)
+    busi = Counter(r["Answer"] for r in _train(mini_flare_tiny, "BUSI"))
+    assert busi[constants[("BUSI", "classification")]] == max(busi.values())
+    cells = [int(r["Answer"]) for r in _train(mini_flare_tiny, "neurips22cell")]
+    assert constants[("neurips22cell", "counting")] == str(round(np.mean(cells)))
+    boxes = [b for r in _train(mini_flare_tiny, "BUSI-det") for b in parse_boxes(r["Answer"])]
+    assert parse_boxes(constants[("BUSI-det", "detection")]) == [[round(v) for v in np.mean(boxes, axis=0)]]
+    chromosome = parse_instances(constants[("chromosome", "instance_detection")])
+    assert len(chromosome["1"]) == 2 and chromosome["1"][0] == chromosome["1"][1]
+    for (_, task), value in constants.items():  # every constant is in its task's format
+        assert parse_answer(task, value) is not None
+
+
+def test_predictions_cover_every_record_to_answer(mini_flare_tiny, tmp_path):
+    preds = main(["--dataset_root", str(mini_flare_tiny), "--output", str(tmp_path / "p.json")])
+    files = [f for f in discover(mini_flare_tiny, ["validation-public", "validation-hidden"], gt="exclude")]
+    assert len(preds) == sum(len(load_records(f).records) for f in files)
+    assert json.loads((tmp_path / "p.json").read_text()) == preds
+    assert all(p["Answer"] for p in preds)  # every dataset/task of the validation sets was seen in training
