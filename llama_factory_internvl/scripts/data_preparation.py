@@ -1,0 +1,75 @@
+"""FLARE 2025 Task 5 -> LLaMA-Factory ShareGPT data, per-task subsets and the task-router set.
+
+Run from this folder with no arguments (``cd llama_factory_internvl/scripts && python data_preparation.py``):
+reads ``../../original_dataset`` and writes ``../data/`` (both resolved from this file, not the working folder).
+See ``llama_factory_internvl/data/README.md`` for what is written and what a correct run prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from mevlip.flare import FlareDataError
+from mevlip.prepare import STATS_FILE, PrepareConfig, default_workers, format_summary, prepare
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ROOT = HERE.parent.parent / "original_dataset"
+DEFAULT_OUT = HERE.parent / "data"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; help texts come from :class:`mevlip.prepare.PrepareConfig`."""
+    helps = {f.name: f.metadata.get("help", "") for f in fields(PrepareConfig)}
+    defaults = {f.name: f.default for f in fields(PrepareConfig) if f.default is not MISSING}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset_root", default=str(DEFAULT_ROOT), help=helps["dataset_root"])
+    parser.add_argument("--output_dir", default=str(DEFAULT_OUT), help=helps["output_dir"])
+    parser.add_argument("--splits", nargs="+", default=list(defaults["splits"]), help=helps["splits"])
+    parser.add_argument("--val_splits", nargs="*", default=[], help=helps["val_splits"])
+    parser.add_argument("--multi_image", choices=["keep", "first", "explode"], default=defaults["multi_image"],
+                        help=helps["multi_image"])
+    parser.add_argument("--max_per_dataset", type=int, default=None, help=helps["max_per_dataset"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"], help=helps["seed"])
+    parser.add_argument("--workers", type=int, default=default_workers(), help=helps["workers"])
+    parser.add_argument("--image_paths", choices=["relative", "absolute"], default=defaults["image_paths"],
+                        help=helps["image_paths"])
+    parser.add_argument("--full_decode", action="store_true", help=helps["full_decode"])
+    parser.add_argument("--tokenizer", default=None, help=helps["tokenizer"])
+    parser.add_argument("--image_tokens", type=int, default=defaults["image_tokens"], help=helps["image_tokens"])
+    parser.add_argument("--cutoff_len", type=int, default=defaults["cutoff_len"], help=helps["cutoff_len"])
+    parser.add_argument("--router_test_fraction", type=float, default=defaults["router_test_fraction"],
+                        help=helps["router_test_fraction"])
+    parser.add_argument("--extract", action=argparse.BooleanOptionalAction, default=True, help=helps["extract"])
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                        help=helps["progress"])
+    parser.add_argument("--log_level", default="INFO", help="logging level")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse the arguments, run :func:`mevlip.prepare.prepare`, print the summary; returns the stats."""
+    args = vars(build_parser().parse_args(argv))
+    logging.basicConfig(level=args.pop("log_level").upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = PrepareConfig(**args)
+    except ValueError as err:
+        raise SystemExit(f"data_preparation.py: {err}") from err
+    start = time.perf_counter()
+    try:
+        stats = prepare(config)
+    except (FileNotFoundError, FlareDataError) as err:  # no data, an unsafe zip, a broken question file
+        raise SystemExit(f"data_preparation.py: {err}") from err
+    print(format_summary(stats))
+    print(f"wrote {config.output_dir} in {time.perf_counter() - start:.1f} s "
+          f"(details: {Path(config.output_dir) / STATS_FILE})")
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Images for data preparation: extract the zips when needed, find each ``ImageName``, check that it opens.
+
+* Extraction goes through :func:`mevlip.flare.extract_dataset_zips` (``safe_extract``: unsafe members are
+  refused), but only for a folder where some zip member is missing or has another size on disk: a rerun then
+  reads each zip's central directory once instead of re-checking 50k members one by one.
+* :class:`FolderIndex` lists a dataset folder once (``os.scandir``) and answers ``ImageName`` lookups from
+  that listing; only names that are not there verbatim go through the lenient
+  :func:`mevlip.flare.resolve_image` (flare_format.md 1.3), so both give the same path.
+* LLaMA-Factory opens every image of a row in its collator, mid-training; one unreadable file ends the run.
+  :func:`check_image` runs PIL's ``Image.open(...).verify()`` (header; for PNG every chunk CRC). JPEG's
+  ``verify`` is a no-op, so a JPEG must also end with its end-of-image marker, or be decoded in full to decide.
+* :class:`ImageChecker` checks one question file's unique images (one zip's worth) as one batch, spread over a
+  process pool in a few chunks; ``submit`` returns at once, so the caller prepares the next file meanwhile.
+  Threads would not help: header parsing holds the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from mevlip.flare import FlareDataError, QuestionFile, UnsafeArchiveError, extract_dataset_zips, resolve_image
+
+logger = logging.getLogger(__name__)
+
+#: Bytes read from the end of a JPEG when looking for its end-of-image marker (more padding: decoded to decide).
+_JPEG_TAIL = 64
+#: Below this many images a batch is checked in-process (a pool round trip costs more than the work).
+_MIN_POOLED = 64
+
+
+# ----------------------------------------------------------------------------------------------- find
+def scan_folder(folder: str | os.PathLike, sizes: bool = False) -> dict[str, int]:
+    """Every file under ``folder``: relative POSIX path -> size (``-1`` unless ``sizes``; sizes cost a stat)."""
+    found: dict[str, int] = {}
+    stack = [(str(folder), "")]
+    while stack:
+        path, prefix = stack.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if entry.is_dir():
+                    stack.append((entry.path, rel + "/"))
+                elif entry.is_file():
+                    found[rel] = entry.stat().st_size if sizes else -1
+    return found
+
+
+class FolderIndex:
+    """``ImageName`` -> ``(path, path relative to the dataset folder)`` from one listing of the folder."""
+
+    def __init__(self, dataset_dir: Path):
+        self.dataset_dir = dataset_dir
+        self.head = str(dataset_dir).rstrip("/") + "/"
+        self.files = scan_folder(dataset_dir) if dataset_dir.is_dir() else {}
+
+    def find(self, name: str) -> tuple[str, str] | None:
+        """Where an image is, or ``None`` when it is nowhere :func:`resolve_image` would look."""
+        if name in self.files:  # resolve_image's first candidate: <dataset_dir>/<ImageName>
+            return self.head + name, name
+        try:
+            path = resolve_image(self.dataset_dir, name)
+        except FileNotFoundError:
+            return None
+        return str(path), path.relative_to(self.dataset_dir).as_posix()
+
+
+# ----------------------------------------------------------------------------------------------- extract
+def _needs_extraction(archive: Path, on_disk: dict[str, int]) -> bool:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return any(on_disk.get(i.filename) != i.file_size for i in zf.infolist() if not i.is_dir())
+    except zipfile.BadZipFile:
+        return True  # let safe_extract report it
+
+
+def extract_folder(folder: Path) -> tuple[str, int, str | None]:
+    """Extract one dataset folder's ``images*.zip`` if anything is missing; an unsafe zip raises.
+
+    Returns:
+        ``(folder, files written, error)``; ``error`` names a damaged archive (its records then report missing
+        images), else ``None``.
+    """
+    archives = sorted(folder.glob("images*.zip"))  # the pattern extract_dataset_zips uses
+    if not archives:
+        return str(folder), 0, None
+    on_disk = scan_folder(folder, sizes=True)
+    if not any(_needs_extraction(a, on_disk) for a in archives):
+        return str(folder), 0, None
+    try:
+        return str(folder), sum(extract_dataset_zips(folder).values()), None
+    except UnsafeArchiveError:
+        raise
+    except FlareDataError as err:
+        return str(folder), 0, str(err)
+
+
+def extract_images(files: list[QuestionFile], pool: ProcessPoolExecutor | None = None) -> list[tuple]:
+    """Extract the image zips of the datasets behind ``files`` (each folder once; in parallel with a pool).
+
+    Returns:
+        :func:`extract_folder`'s ``(folder, files written, error)`` per folder.
+    """
+    folders = list(dict.fromkeys(f.dataset_dir for f in files))
+    results = list(pool.map(extract_folder, folders) if pool is not None else map(extract_folder, folders))
+    for folder, _, error in results:
+        if error:
+            logger.error("cannot extract images of %s: %s", folder, error)
+    logger.info("image zips of %d dataset folder(s) checked, %d file(s) extracted", len(results),
+                sum(n for _, n, _ in results))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- check
+def _jpeg_has_eoi(path: str) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - _JPEG_TAIL))
+        # an end-of-image marker inside the data can belong to an EXIF thumbnail: require it at the very end
+        return fh.read().rstrip(b"\x00\r\n ").endswith(b"\xff\xd9")
+
+
+def check_image(path: str, full_decode: bool = False) -> str | None:
+    """Why an image cannot be used, or ``None`` when it opens.
+
+    Args:
+        path: the image file.
+        full_decode: decode the pixels too (catches damage inside compressed data, at the cost of a decode).
+
+    Returns:
+        ``None``, or a short reason such as ``"missing file"`` or ``"UnidentifiedImageError: cannot identify ..."``.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            fmt = image.format
+            image.verify()
+        if full_decode or (fmt == "JPEG" and not _jpeg_has_eoi(path)):
+            with Image.open(path) as image:
+                image.load()
+    except FileNotFoundError:
+        return "missing file"
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
+        return f"{type(err).__name__}: {str(err).replace(str(path), '<file>')}"
+    return None
+
+
+def check_images(paths: Sequence[str], full_decode: bool = False) -> list[str | None]:
+    """:func:`check_image` over a list, in order (the unit of work of one pool task)."""
+    return [check_image(p, full_decode) for p in paths]
+
+
+Verdicts = Callable[[], dict[str, str | None]]
+
+
+class ImageChecker:
+    """Checks batches of image paths, in a process pool when ``workers > 1``; a context manager."""
+
+    def __init__(self, workers: int = 1, full_decode: bool = False):
+        self.workers = max(0, int(workers))
+        self.full_decode = full_decode
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ImageChecker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Shut the pool down."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def pool(self) -> ProcessPoolExecutor | None:
+        """The process pool (``None`` when serial); spawned, so a parent holding torch threads is safe."""
+        if self.workers <= 1:
+            return None
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def submit(self, paths: Iterable[str]) -> Verdicts:
+        """Start checking; the returned callable gives ``{unique path: reason or None}`` (each opened once)."""
+        unique = sorted(set(paths))
+        pool = self.pool() if len(unique) >= _MIN_POOLED else None
+        if pool is None:
+            return lambda: dict(zip(unique, check_images(unique, self.full_decode)))
+        # ~2 chunks per worker: balances uneven image sizes without paying a round trip per image
+        size = -(-len(unique) // (self.workers * 2))
+        chunks = [unique[i: i + size] for i in range(0, len(unique), size)]
+        futures = [pool.submit(check_images, chunk, self.full_decode) for chunk in chunks]
+        return lambda: {p: r for chunk, f in zip(chunks, futures) for p, r in zip(chunk, f.result())}
+
+    def check(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """Check and wait: ``{unique path: reason or None}``."""
+        return self.submit(paths)()
+
+
+class NaiveImageChecker(ImageChecker):
+    """The benchmark's baseline: every reference opened again, serially, though rows share images."""
+
+    def __init__(self, full_decode: bool = False):
+        super().__init__(workers=0, full_decode=full_decode)
+
+    def submit(self, paths: Iterable[str]) -> Verdicts:
+        """Open each reference in turn, duplicates included."""
+        out = {}
+        for path in paths:
+            out[path] = check_image(path, self.full_decode)
+        return lambda: out
