@@ -1,0 +1,305 @@
+"""The LLaMA-Factory training recipes, generated from one base dict so that the eight adapters stay in sync.
+
+``python -m mevlip.recipes --out llama_factory_internvl/examples`` (re)writes every YAML under ``examples/`` and
+``examples/deepspeed/ds_z2_config.json``; ``tests/test_recipes.py`` checks that the committed files equal what
+this module produces and that LLaMA-Factory parses each one. Paths inside the recipes are relative to
+``llama_factory_internvl/``, the folder the README runs ``llamafactory-cli`` from (as LLaMA-Factory's own
+examples are relative to its repository root).
+
+Recipe sets:
+
+- ``train_qlora/``: the paper's QLoRA recipe for InternVL3-8B-hf, one file per adapter: ``general`` on
+  ``flare_all`` and one per task type on ``flare_<task>``.
+- ``multi_gpu/``: the general adapter under DeepSpeed ZeRO-2 (``FORCE_TORCHRUN=1``).
+- ``standin/``: CPU recipes for the tiny stand-in: a full fine-tune that gives the random stand-in some
+  knowledge (``pretrain_full.yaml``), then the paper's QLoRA adapter recipe on top, one file per adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+from pathlib import Path
+
+from mevlip.prompts import DEFAULT_SYSTEM
+from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, get_task
+
+logger = logging.getLogger(__name__)
+
+PAPER_MODEL = "OpenGVLab/InternVL3-8B-hf"
+#: Where the stand-in lives relative to ``llama_factory_internvl/`` (written by make_standin_model.py and by
+#: ``standin/pretrain_full.yaml``).
+STANDIN_BASE = "saves/standin/base"
+STANDIN_PRETRAINED = "saves/standin/pretrained"
+#: Every adapter, in the order train_adapters trains them.
+ADAPTERS: tuple[str, ...] = (GENERAL_ADAPTER, *TASK_NAMES)
+ADAPTER_STEM = "internvl_lora_sft_bnb"
+
+#: The paper's general adapter: InternVL3-8B-hf, QLoRA (bnb 4-bit nf4), LoRA rank 8 on every linear layer of the
+#: language model, 3 epochs, batch 2 x 4, lr 2e-4 linear with 3 % warm-up, bf16, cutoff 2048.
+#: Sections follow LLaMA-Factory's examples; ``None`` values are left out of the YAML.
+PAPER_QLORA: dict[str, dict] = {
+    "model": {
+        "model_name_or_path": PAPER_MODEL,
+        "quantization_bit": 4,
+        "quantization_method": "bnb",
+        "quantization_type": "nf4",
+    },
+    "method": {
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "lora",
+        "lora_rank": 8,
+        # LLaMA-Factory's "all" = every Linear outside lm_head, the projector and (frozen by default,
+        # freeze_vision_tower: true) the vision tower: q,k,v,o,gate,up,down_proj of the language model.
+        "lora_target": "all",
+    },
+    "dataset": {
+        "dataset": "flare_all",
+        "dataset_dir": "data",
+        "template": "intern_vl",
+        # Set explicitly: the intern_vl template's own default is a long Chinese system prompt, and inference
+        # renders this same string (mevlip.prompts.DEFAULT_SYSTEM; shared/prompt_parity.md section 2).
+        "default_system": DEFAULT_SYSTEM,
+        "cutoff_len": 2048,
+        "overwrite_cache": True,
+        "preprocessing_num_workers": 16,
+        "dataloader_num_workers": 4,
+    },
+    "output": {
+        "output_dir": "saves/internvl3-8b/qlora/general",
+        "logging_steps": 10,
+        "save_steps": 500,
+        "plot_loss": True,
+        "save_only_model": False,
+        "report_to": "none",
+    },
+    "train": {
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 4,
+        "learning_rate": 2.0e-4,
+        "num_train_epochs": 3.0,
+        "lr_scheduler_type": "linear",
+        "warmup_ratio": 0.03,
+        "bf16": True,
+        "ddp_timeout": 180000000,
+    },
+}
+
+#: CPU settings shared by every stand-in recipe. Gradient checkpointing saves no memory worth having on a model of
+#: a few hundred thousand parameters and costs ~30 % of a CPU step (measured: 20 steps in 40 s vs 56 s).
+_CPU = {"bf16": False, "fp16": False, "preprocessing_num_workers": None, "dataloader_num_workers": 0,
+        "disable_gradient_checkpointing": True}
+
+#: Full fine-tune of the random stand-in (vision tower and projector unfrozen); shared/toolchain.md measured that
+#: LoRA alone barely moves a random stand-in while this learns (lr 1e-3 to 3e-3, batch 16).
+STANDIN_PRETRAIN: dict[str, dict] = {
+    "model": {"model_name_or_path": STANDIN_BASE},
+    "method": {
+        "stage": "sft",
+        "do_train": True,
+        "finetuning_type": "full",
+        "freeze_vision_tower": False,
+        "freeze_multi_modal_projector": False,
+    },
+    "dataset": {
+        "dataset": "flare_all",
+        "dataset_dir": "data",
+        "template": "intern_vl",
+        "default_system": DEFAULT_SYSTEM,
+        "cutoff_len": 2048,
+        "overwrite_cache": True,
+    },
+    "output": {
+        "output_dir": STANDIN_PRETRAINED,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "plot_loss": True,
+        "report_to": "none",
+    },
+    "train": {
+        "per_device_train_batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 3.0e-3,
+        "num_train_epochs": 20.0,
+        "lr_scheduler_type": "linear",
+        "warmup_ratio": 0.03,
+        "seed": 0,
+    },
+}
+
+#: Departures of the stand-in adapter recipe from the paper's, each named (everything else is the paper's).
+STANDIN_ADAPTER_DEPARTURES: dict[str, str] = {
+    "model_name_or_path": "the fully fine-tuned stand-in instead of InternVL3-8B-hf",
+    "learning_rate": "1e-3 instead of 2e-4: a 64-wide model needs larger steps (shared/toolchain.md *_then_qlora)",
+    "bf16": "false (CPU); likewise fp16 false, fewer data workers, no gradient checkpointing (faster on CPU)",
+    "save_steps": "no intermediate checkpoints (save_strategy: no) to keep CPU runs small",
+}
+
+
+#: The section a key goes to when a recipe adds it (keys already present stay where they are).
+_SECTION_OF = {"save_strategy": "output", "preprocessing_num_workers": "dataset", "dataloader_num_workers": "dataset",
+               "disable_gradient_checkpointing": "method"}
+
+
+def _merge(base: dict[str, dict], **changes) -> dict[str, dict]:
+    """A copy of ``base`` with ``changes`` applied to the section holding each key (``None`` removes a key)."""
+    recipe = copy.deepcopy(base)
+    for key, value in changes.items():
+        section = next((s for s in recipe.values() if key in s), recipe[_SECTION_OF.get(key, "train")])
+        section[key] = value
+    return recipe
+
+
+def paper_recipe(adapter: str = GENERAL_ADAPTER) -> dict[str, dict]:
+    """The paper's QLoRA recipe for one adapter (``general`` on ``flare_all``, a task on ``flare_<task>``)."""
+    return _merge(PAPER_QLORA, dataset=dataset_entry(adapter),
+                  output_dir=f"saves/internvl3-8b/qlora/{adapter}")
+
+
+def multi_gpu_recipe() -> dict[str, dict]:
+    """The general adapter under DeepSpeed ZeRO-2; launch with ``FORCE_TORCHRUN=1``."""
+    recipe = paper_recipe(GENERAL_ADAPTER)
+    recipe["train"]["deepspeed"] = "examples/deepspeed/ds_z2_config.json"
+    return recipe
+
+
+def standin_pretrain_recipe() -> dict[str, dict]:
+    """Full fine-tune of the random stand-in on CPU."""
+    return _merge(STANDIN_PRETRAIN, **_CPU)
+
+
+def standin_adapter_recipe(adapter: str = GENERAL_ADAPTER) -> dict[str, dict]:
+    """The paper's QLoRA adapter recipe on the fully fine-tuned stand-in, on CPU (departures named above)."""
+    recipe = _merge(paper_recipe(adapter), model_name_or_path=STANDIN_PRETRAINED, learning_rate=1.0e-3,
+                    output_dir=f"saves/standin/adapters/{adapter}", save_steps=None, save_strategy="no", **_CPU)
+    return recipe
+
+
+def dataset_entry(adapter: str) -> str:
+    """The ``dataset_info.json`` entry an adapter trains on."""
+    return "flare_all" if adapter == GENERAL_ADAPTER else get_task(adapter).dataset_entry
+
+
+def adapter_for_dataset(dataset: str) -> str:
+    """Inverse of :func:`dataset_entry`."""
+    for adapter in ADAPTERS:
+        if dataset_entry(adapter) == dataset:
+            return adapter
+    raise ValueError(f"dataset {dataset!r} is no adapter's entry; expected one of "
+                     f"{', '.join(dataset_entry(a) for a in ADAPTERS)}")
+
+
+def adapter_filename(adapter: str) -> str:
+    """``internvl_lora_sft_bnb.yaml`` for the general adapter, ``internvl_lora_sft_bnb_<task>.yaml`` for a task."""
+    return f"{ADAPTER_STEM}.yaml" if adapter == GENERAL_ADAPTER else f"{ADAPTER_STEM}_{adapter}.yaml"
+
+
+def flatten(recipe: dict[str, dict]) -> dict:
+    """The recipe as LLaMA-Factory reads it: one flat mapping, ``None`` values dropped."""
+    return {k: v for section in recipe.values() for k, v in section.items() if v is not None}
+
+
+def to_yaml(recipe: dict[str, dict], header: str = "") -> str:
+    """Render a recipe in LLaMA-Factory's example style (``### section`` comments, one key per line)."""
+    import yaml
+
+    lines = [f"# {line}".rstrip() for line in header.strip().splitlines()] if header else []
+    for name, section in recipe.items():
+        items = {k: v for k, v in section.items() if v is not None}
+        if not items:
+            continue
+        if lines:
+            lines.append("")
+        lines.append(f"### {name}")
+        for key, value in items.items():
+            if isinstance(value, float) and 0 < abs(value) < 1e-2:  # 2.0e-4 as LLaMA-Factory writes it, not 0.0002
+                mantissa, exponent = f"{value:e}".split("e")
+                lines.append(f"{key}: {float(mantissa)}e{int(exponent)}")
+                continue
+            lines.append(yaml.safe_dump({key: value}, sort_keys=False, allow_unicode=True, width=10_000).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def ds_z2_config() -> dict:
+    """DeepSpeed ZeRO-2 config, as LLaMA-Factory's ``examples/deepspeed/ds_z2_config.json``."""
+    return {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_allow_untested_optimizer": True,
+        "fp16": {"enabled": "auto", "loss_scale": 0, "loss_scale_window": 1000, "initial_scale_power": 16,
+                 "hysteresis": 2, "min_loss_scale": 1},
+        "bf16": {"enabled": "auto"},
+        "zero_optimization": {"stage": 2, "allgather_partitions": True, "allgather_bucket_size": 500_000_000,
+                              "overlap_comm": False, "reduce_scatter": True, "reduce_bucket_size": 500_000_000,
+                              "contiguous_gradients": True, "round_robin_gradients": True},
+        "comms_config": {"verbose": False},
+        "monitor_config": {"enabled": True, "tag": "DeepSpeedMonitor", "csv_monitor": {"enabled": False}},
+    }
+
+
+_GENERATED = "Generated by `python -m mevlip.recipes`; edit mevlip/recipes.py, not this file."
+_RUN = "Run from llama_factory_internvl/:"
+
+
+def render_all() -> dict[str, str]:
+    """Every generated file under ``examples/``: relative path -> text."""
+    files: dict[str, str] = {}
+    for adapter in ADAPTERS:
+        files[f"train_qlora/{adapter_filename(adapter)}"] = to_yaml(paper_recipe(adapter), header=(
+            f"The paper's QLoRA recipe, {adapter} adapter (dataset {dataset_entry(adapter)}).\n"
+            f"{_RUN} llamafactory-cli train examples/train_qlora/{adapter_filename(adapter)}\n"
+            "LLaMA-Factory defaults in effect: lora_alpha 16 (2 x rank), lora_dropout 0, double quantization,\n"
+            "freeze_vision_tower true, freeze_multi_modal_projector true, image_max_pixels 768*768,\n"
+            "crop_to_patches false (one tile per image).\n"
+            f"{_GENERATED}"))
+    files[f"multi_gpu/{ADAPTER_STEM}_ds_z2.yaml"] = to_yaml(multi_gpu_recipe(), header=(
+        "The paper's general adapter on several GPUs with DeepSpeed ZeRO-2 (effective batch = 2 x 4 x GPUs).\n"
+        f"{_RUN} FORCE_TORCHRUN=1 llamafactory-cli train examples/multi_gpu/{ADAPTER_STEM}_ds_z2.yaml\n"
+        "Needs `pip install deepspeed`.\n"
+        f"{_GENERATED}"))
+    files["standin/pretrain_full.yaml"] = to_yaml(standin_pretrain_recipe(), header=(
+        "CPU: full fine-tune of the random stand-in (vision tower and projector unfrozen) before its adapters.\n"
+        f"{_RUN} llamafactory-cli train examples/standin/pretrain_full.yaml\n"
+        f"{_GENERATED}"))
+    departures = "\n".join(f"  {k}: {v}" for k, v in STANDIN_ADAPTER_DEPARTURES.items())
+    for adapter in ADAPTERS:
+        files[f"standin/{adapter_filename(adapter)}"] = to_yaml(standin_adapter_recipe(adapter), header=(
+            f"CPU: the paper's QLoRA recipe on the fully fine-tuned stand-in, {adapter} adapter.\n"
+            f"Departures from the paper:\n{departures}\n"
+            f"{_RUN} python scripts/train_adapters.py --recipe_dir examples/standin \\\n"
+            "  --adapters_dir saves/standin/adapters\n"
+            f"{_GENERATED}"))
+    files["deepspeed/ds_z2_config.json"] = json.dumps(ds_z2_config(), indent=2) + "\n"
+    return files
+
+
+def write_all(examples_dir: str | Path) -> list[Path]:
+    """Write :func:`render_all` under ``examples_dir``; returns the paths written."""
+    examples_dir = Path(examples_dir)
+    written = []
+    for rel, text in render_all().items():
+        path = examples_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: regenerate the recipes."""
+    parser = argparse.ArgumentParser(description="Write the LLaMA-Factory recipes under examples/.")
+    parser.add_argument("--out", default="llama_factory_internvl/examples", help="the examples folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    for path in write_all(args.out):
+        logger.info("wrote %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Train the eight adapters (``general`` + one per task type) in sequence with ``llamafactory-cli train``.
+
+Each adapter is one ``llamafactory-cli train <recipe.yaml> key=value ...`` subprocess (LLaMA-Factory merges
+``key=value`` arguments after the YAML over it with OmegaConf). The adapters land where inference looks for
+them: ``<adapters_dir>/general``, ``<adapters_dir>/classification``, ... (``mevlip.tasks.GENERAL_ADAPTER`` and
+``TASK_NAMES``), each with ``adapter_config.json``, ``adapter_model.safetensors``, LLaMA-Factory's
+``training_loss.png`` when the recipe has ``plot_loss`` and at least one loss was logged, its log
+(``mevlip_train.log``) and a provenance file (``mevlip_train.json``).
+
+A recipe folder holds one YAML per adapter; which adapter a file trains is read from its ``dataset`` key
+(``flare_all`` -> general, ``flare_<task>`` -> that task); YAMLs that are not LoRA recipes (the stand-in's
+``pretrain_full.yaml``) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mevlip.recipes import ADAPTERS, adapter_for_dataset
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LOG_NAME = "mevlip_train.log"
+PROVENANCE_NAME = "mevlip_train.json"
+PLOT_NAME = "training_loss.png"
+
+
+class AdapterTrainingError(RuntimeError):
+    """``llamafactory-cli train`` failed or left no adapter; the message names the adapter and its log."""
+
+
+@dataclass
+class AdapterRun:
+    """What happened to one adapter."""
+
+    adapter: str
+    recipe: str
+    output_dir: str
+    status: str  # trained | skipped
+    seconds: float = 0.0
+    command: list[str] = field(default_factory=list)
+    plot: str | None = None
+
+
+def find_recipes(recipe_dir: str | os.PathLike) -> dict[str, Path]:
+    """``adapter -> YAML`` for the LoRA recipes directly inside ``recipe_dir``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: a recipe's ``dataset`` is no adapter's entry, or two recipes train the same adapter.
+    """
+    import yaml
+
+    recipe_dir = Path(recipe_dir)
+    if not recipe_dir.is_dir():
+        raise FileNotFoundError(f"recipe folder {recipe_dir} does not exist")
+    found: dict[str, Path] = {}
+    for path in sorted(recipe_dir.glob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if recipe.get("finetuning_type") != "lora":
+            continue
+        try:
+            adapter = adapter_for_dataset(str(recipe.get("dataset")))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        if adapter in found:
+            raise ValueError(f"{found[adapter]} and {path} both train the {adapter} adapter")
+        found[adapter] = path
+    return found
+
+
+def is_trained(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` holds a saved adapter (config and safetensors weights)."""
+    return all((Path(folder) / name).is_file() for name in ADAPTER_FILES)
+
+
+def default_cli() -> list[str]:
+    """``llamafactory-cli`` of this interpreter's environment (else the one on PATH)."""
+    beside = Path(sys.executable).with_name("llamafactory-cli")
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("llamafactory-cli")
+    if found is None:
+        raise FileNotFoundError("llamafactory-cli not found; install llamafactory (requirements.txt)")
+    return [found]
+
+
+def _format(value: object) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    # llamafactory-cli's torchrun launcher (multi-GPU, FORCE_TORCHRUN=1) re-splits arguments on spaces.
+    if any(c.isspace() for c in text):
+        raise ValueError(f"override value {text!r} contains whitespace, which llamafactory-cli cannot pass on")
+    return text
+
+
+def build_command(recipe: str | os.PathLike, overrides: dict, cli: Sequence[str]) -> list[str]:
+    """``[*cli, "train", recipe, "key=value", ...]``."""
+    return [*cli, "train", str(recipe), *(f"{key}={_format(value)}" for key, value in overrides.items())]
+
+
+def select_adapters(only: Sequence[str] | None) -> list[str]:
+    """The adapters to train, in the canonical order; ``only`` names a subset."""
+    if not only:
+        return list(ADAPTERS)
+    unknown = [name for name in only if name not in ADAPTERS]
+    if unknown:
+        raise ValueError(f"unknown adapter(s) {', '.join(unknown)}; known adapters: {', '.join(ADAPTERS)}")
+    return [name for name in ADAPTERS if name in only]
+
+
+def _run(command: list[str], workdir: Path, log_path: Path, stream: bool) -> tuple[int, str]:
+    """Run ``command`` in ``workdir``, writing its output to ``log_path`` (and the console); returns code, tail."""
+    tail: list[str] = []
+    with open(log_path, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            tail = (tail + [line])[-40:]
+            if stream:
+                sys.stdout.write(line)
+        return proc.wait(), "".join(tail)
+
+
+def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLike, *,
+                   model: str | os.PathLike | None = None, dataset_dir: str | os.PathLike | None = None,
+                   max_steps: int | None = None, only: Sequence[str] | None = None, overwrite: bool = False,
+                   extra: dict | None = None, workdir: str | os.PathLike | None = None,
+                   cli: Sequence[str] | None = None, stream: bool = False) -> list[AdapterRun]:
+    """Train the selected adapters one after another; skip those already trained unless ``overwrite``.
+
+    Args:
+        recipe_dir: a folder of adapter recipes (``examples/train_qlora`` or ``examples/standin``).
+        adapters_dir: where ``<adapter>/`` folders go (overrides each recipe's ``output_dir``).
+        model: overrides ``model_name_or_path`` (a local base model or the stand-in).
+        dataset_dir: overrides ``dataset_dir`` (the folder with ``dataset_info.json``).
+        max_steps: overrides ``max_steps`` (smoke runs); also logs every step so the loss plot has points.
+        only: adapter names to train (default: all eight).
+        overwrite: retrain adapters that already exist (passes ``overwrite_output_dir=true``).
+        extra: further ``key: value`` overrides (e.g. ``deepspeed``).
+        workdir: where ``llamafactory-cli`` runs, i.e. what relative paths inside the recipes are relative to;
+            default: the folder holding ``examples/`` when ``recipe_dir`` is ``.../examples/<set>``, else the
+            current folder. Paths given as arguments here are relative to the current folder.
+        cli: the command that runs LLaMA-Factory (default :func:`default_cli`).
+        stream: also print LLaMA-Factory's output.
+
+    Returns:
+        One :class:`AdapterRun` per selected adapter, in training order.
+
+    Raises:
+        AdapterTrainingError: naming the first adapter whose training failed or left no adapter files.
+        ValueError: a selected adapter has no recipe in ``recipe_dir``.
+    """
+    recipe_dir = Path(recipe_dir).resolve()
+    recipes = find_recipes(recipe_dir)
+    adapters = select_adapters(only)
+    missing = [a for a in adapters if a not in recipes]
+    if missing:
+        raise ValueError(f"{recipe_dir} has no recipe for adapter(s) {', '.join(missing)}")
+    if workdir is None:
+        workdir = recipe_dir.parent.parent if recipe_dir.parent.name == "examples" else Path.cwd()
+    workdir = Path(workdir).resolve()
+    adapters_dir = Path(adapters_dir).resolve()
+    cli = list(cli) if cli is not None else default_cli()
+
+    runs: list[AdapterRun] = []
+    for adapter in adapters:
+        out = adapters_dir / adapter
+        if is_trained(out) and not overwrite:
+            logger.info("%s: already trained in %s, skipped (use --overwrite to retrain)", adapter, out)
+            runs.append(AdapterRun(adapter, str(recipes[adapter]), str(out), "skipped"))
+            continue
+        overrides = _overrides(recipes[adapter], out, model, dataset_dir, max_steps, overwrite, extra)
+        command = build_command(recipes[adapter], overrides, cli)
+        out.mkdir(parents=True, exist_ok=True)
+        log_path = out / LOG_NAME
+        logger.info("%s: training with %s (log: %s)", adapter, recipes[adapter].name, log_path)
+        start = time.perf_counter()
+        code, tail = _run(command, workdir, log_path, stream)
+        seconds = time.perf_counter() - start
+        if code != 0:
+            raise AdapterTrainingError(f"adapter {adapter}: llamafactory-cli train {recipes[adapter]} exited with "
+                                       f"{code} after {seconds:.0f} s; log {log_path}; last lines:\n{tail}")
+        if not is_trained(out):
+            raise AdapterTrainingError(f"adapter {adapter}: training finished but {out} lacks "
+                                       f"{' / '.join(ADAPTER_FILES)}; log {log_path}")
+        plot = out / PLOT_NAME
+        run = AdapterRun(adapter, str(recipes[adapter]), str(out), "trained", round(seconds, 1), command,
+                         str(plot) if plot.is_file() else None)
+        (out / PROVENANCE_NAME).write_text(json.dumps({**asdict(run), "workdir": str(workdir),
+                                                       "overrides": overrides}, indent=2, default=str) + "\n",
+                                               encoding="utf-8")
+        logger.info("%s: trained in %.0f s -> %s%s", adapter, seconds, out, "" if run.plot else " (no loss plot)")
+        runs.append(run)
+    return runs
+
+
+def _overrides(recipe: Path, out: Path, model, dataset_dir, max_steps, overwrite, extra) -> dict:
+    import yaml
+
+    overrides: dict = {"output_dir": out}
+    if model is not None:
+        overrides["model_name_or_path"] = Path(model).resolve() if Path(model).exists() else model
+    if dataset_dir is not None:
+        overrides["dataset_dir"] = Path(dataset_dir).resolve()
+    if max_steps is not None:
+        overrides["max_steps"] = int(max_steps)
+        logging_steps = yaml.safe_load(recipe.read_text(encoding="utf-8")).get("logging_steps", 5)
+        if max_steps < logging_steps:  # else LLaMA-Factory logs no loss and draws no plot
+            overrides["logging_steps"] = 1
+    if overwrite:
+        overrides["overwrite_output_dir"] = True
+    overrides.update(extra or {})
+    return overrides

@@ -1,0 +1,190 @@
+"""QLoRA through ``llamafactory-cli train`` on the stand-in, via ``train_adapters.py``; the adapters load with peft.
+
+One real run trains the ``general`` adapter for 2 steps on a handful of mini-FLARE rows with the committed
+stand-in recipe (4-bit nf4 bitsandbytes, LoRA r8 on every LM linear layer). Step 1 is the warm-up step (learning
+rate 0), so 2 steps are the fewest that change the adapter. The loop over all eight adapters (order, layout,
+skipping, failures, the exact command) runs against stand-in commands, which cost no LLaMA-Factory start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest_standin import extracted_copy, records_by_task, sharegpt_row, standin_dir, write_dataset
+
+from mevlip.recipes import STANDIN_ADAPTER_DEPARTURES
+from mevlip.train import LOG_NAME, PROVENANCE_NAME, AdapterTrainingError, find_recipes, train_adapters
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "llama_factory_internvl" / "examples" / "standin"
+SCRIPT = REPO / "llama_factory_internvl" / "scripts" / "train_adapters.py"
+TRAINED = ("general",)
+LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_adapters", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, mini_flare_tiny):
+    return standin_dir(tmp_path_factory, mini_flare_tiny)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory, mini_flare_tiny):
+    by_task = records_by_task(extracted_copy(tmp_path_factory, mini_flare_tiny))
+    rows = {task: [sharegpt_row(r, d) for r, d in items[:2]] for task, items in by_task.items()}
+    return write_dataset(tmp_path_factory.mktemp("sharegpt"), rows)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, model_dir, dataset_dir):
+    """Run the CLI for real: the general adapter, 2 steps; returns the adapters folder."""
+    adapters = tmp_path_factory.mktemp("adapters")
+    code = _script().main(["--recipe_dir", str(RECIPES), "--adapters_dir", str(adapters), "--model", str(model_dir),
+                           "--dataset_dir", str(dataset_dir), "--max_steps", "2", "--only", ",".join(TRAINED)])
+    logs = {a: (adapters / a / LOG_NAME).read_text()[-3000:] for a in TRAINED if (adapters / a / LOG_NAME).is_file()}
+    assert code == 0, f"train_adapters.py failed: {logs}"
+    return adapters
+
+
+def test_adapters_are_laid_out_for_inference(trained):
+    assert sorted(p.name for p in trained.iterdir()) == sorted(TRAINED)
+    for adapter in TRAINED:
+        folder = trained / adapter
+        for name in ("adapter_config.json", "adapter_model.safetensors", LOG_NAME, PROVENANCE_NAME):
+            assert (folder / name).is_file(), f"{adapter}/{name} missing"
+        # plot_loss is on and train_adapters logs every step of a 2-step run, so LLaMA-Factory drew the curve.
+        assert (folder / "training_loss.png").stat().st_size > 1000
+        provenance = json.loads((folder / PROVENANCE_NAME).read_text())
+        assert provenance["status"] == "trained" and provenance["overrides"]["max_steps"] == 2
+        assert provenance["recipe"] == str(find_recipes(RECIPES)[adapter])
+        state = json.loads((folder / "trainer_state.json").read_text())
+        assert state["global_step"] == 2 and [h["loss"] for h in state["log_history"] if "loss" in h]
+
+
+def test_adapter_config_is_the_papers_lora(trained, model_dir):
+    config = json.loads((trained / "general" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16 and config["peft_type"] == "LORA"
+    targets = config["target_modules"]
+    assert {t.rsplit(".", 1)[-1] for t in targets} == LM_LINEARS
+    assert all(t.startswith("model.language_model.layers.") for t in targets), "vision tower must stay frozen"
+    assert len(targets) == 7 * json.loads((model_dir / "config.json").read_text())["text_config"]["num_hidden_layers"]
+
+
+def test_adapter_loads_on_4bit_base_and_changes_logits(trained, model_dir, dataset_dir):
+    """Inference path: the 4-bit base (as LLaMA-Factory quantised it for training) + PeftModel."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+
+    from mevlip.inference_inputs import build_inputs
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.float32)
+    base = AutoModelForImageTextToText.from_pretrained(model_dir, quantization_config=quant).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    row = json.loads((dataset_dir / "flare_counting.json").read_text())[0]
+    question = row["conversations"][0]["value"].split("\n", 1)[1]
+    inputs = build_inputs(processor, question, row["images"])
+    with torch.no_grad():
+        base_logits = base(**inputs).logits
+    model = PeftModel.from_pretrained(base, trained / "general", adapter_name="general")
+    lora_b = [p for n, p in model.named_parameters() if "lora_B.general" in n]
+    assert lora_b and any(p.abs().max() > 0 for p in lora_b), "LoRA B is still zero: the adapter did not train"
+    with torch.no_grad():
+        general_logits = model(**inputs).logits
+        with model.disable_adapter():
+            disabled_logits = model(**inputs).logits
+    assert not torch.allclose(general_logits, base_logits, atol=1e-5)
+    assert torch.allclose(disabled_logits, base_logits, atol=1e-6)
+
+
+#: Stands in for llamafactory-cli: writes adapter files where ``output_dir=`` says (and the order to a file).
+FAKE_LF = """
+import sys, pathlib
+args = dict(a.split("=", 1) for a in sys.argv[3:])
+out = pathlib.Path(args["output_dir"])
+(out / "adapter_config.json").write_text("{}")
+(out / "adapter_model.safetensors").write_bytes(b"x")
+with open(out.parent / "order.txt", "a") as fh:
+    fh.write(out.name + " " + pathlib.Path(sys.argv[2]).name + "\\n")
+"""
+
+
+def test_all_eight_adapters_in_order_where_inference_expects_them(tmp_path, model_dir):
+    from mevlip.recipes import ADAPTERS, adapter_filename
+    from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES
+
+    runs = train_adapters(RECIPES, tmp_path, model=model_dir, cli=[sys.executable, "-c", FAKE_LF])
+    assert [r.adapter for r in runs] == [GENERAL_ADAPTER, *TASK_NAMES] == list(ADAPTERS)
+    assert all(r.status == "trained" and r.plot is None for r in runs)
+    order = (tmp_path / "order.txt").read_text().splitlines()
+    assert order == [f"{a} {adapter_filename(a)}" for a in ADAPTERS]
+    for adapter in ADAPTERS:
+        assert (tmp_path / adapter / "adapter_model.safetensors").is_file()
+        assert json.loads((tmp_path / adapter / PROVENANCE_NAME).read_text())["adapter"] == adapter
+
+
+def test_trained_adapters_are_skipped(trained, model_dir):
+    # A CLI that would fail proves no subprocess runs for adapters already trained.
+    failing = [sys.executable, "-c", "import sys; sys.exit(7)"]
+    runs = train_adapters(RECIPES, trained, model=model_dir, only=list(TRAINED), cli=failing)
+    assert [(r.adapter, r.status) for r in runs] == [(a, "skipped") for a in TRAINED]
+    with pytest.raises(AdapterTrainingError, match="adapter general: .* exited with 7"):
+        train_adapters(RECIPES, trained, model=model_dir, only=["general"], overwrite=True, cli=failing)
+
+
+def test_failure_names_the_adapter_and_shows_the_log(tmp_path, model_dir):
+    noisy = [sys.executable, "-c", "import sys; print('something broke in LLaMA-Factory'); sys.exit(3)"]
+    with pytest.raises(AdapterTrainingError, match="adapter counting") as err:
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["regression", "counting"], cli=noisy)
+    assert "something broke in LLaMA-Factory" in str(err.value)
+    assert not (tmp_path / "regression").exists(), "adapters train in the canonical order: counting first"
+    silent = [sys.executable, "-c", "pass"]
+    with pytest.raises(AdapterTrainingError, match="adapter counting: training finished but .* lacks"):
+        train_adapters(RECIPES, tmp_path / "empty", model=model_dir, only=["counting"], cli=silent)
+
+
+def test_command_line_overrides_reach_llamafactory(tmp_path, model_dir):
+    """The exact command: recipe, then key=value overrides (LLaMA-Factory merges them over the YAML)."""
+    echo = [sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
+    with pytest.raises(AdapterTrainingError):  # echo writes no adapter
+        train_adapters(RECIPES, tmp_path, model=model_dir, dataset_dir=tmp_path, max_steps=3, only=["regression"],
+                       extra={"deepspeed": "examples/deepspeed/ds_z2_config.json"}, cli=echo)
+    log = (tmp_path / "regression" / LOG_NAME).read_text()
+    argv = json.loads(log.splitlines()[1])
+    assert argv[:2] == ["train", str(RECIPES / "internvl_lora_sft_bnb_regression.yaml")]
+    assert argv[2:] == [f"output_dir={tmp_path / 'regression'}", f"model_name_or_path={model_dir}",
+                        f"dataset_dir={tmp_path}", "max_steps=3", "logging_steps=1",
+                        "deepspeed=examples/deepspeed/ds_z2_config.json"]
+    with pytest.raises(ValueError, match="unknown adapter"):
+        train_adapters(RECIPES, tmp_path, only=["segmentation"], cli=echo)
+    assert "learning_rate" in STANDIN_ADAPTER_DEPARTURES
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """benchmarks/gpu_check_internvl3_8b.py on CPU: shrunken widths, real 448 px geometry, 4-bit + LoRA, one step."""
+    path = REPO / "benchmarks" / "gpu_check_internvl3_8b.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_internvl3_8b", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "report.json"
+    assert module.main(["--dry_run", "--steps", "1", "--accum", "1", "--gen_batch", "1", "--max_new_tokens", "2",
+                        "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True and report["model"]["image_tokens_per_tile"] == 256
+    # 2 vision layers x (q, k, v, projection, fc1, fc2) + projector (2) + 2 LM layers x 7 linears; lm_head stays.
+    assert report["model"]["linear_4bit"] == 2 * 6 + 2 + 2 * 7
+    assert report["model"]["lora_parameters"] > 0
+    assert len(report["training"]["losses"]) == 1 and 0 < report["training"]["losses"][0] < 20
+    assert report["inference_before_training"]["new_tokens"] == report["inference_after_training"]["new_tokens"] == 2
+    assert report["inference_before_training"]["prompt_tokens"] > 256
