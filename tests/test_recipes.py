@@ -10,6 +10,7 @@ import yaml
 
 from mevlip.prompts import DEFAULT_SYSTEM
 from mevlip.recipes import (
+    STANDIN_PRETRAIN_EXCLUDES,
     ADAPTERS,
     STANDIN_ADAPTER_DEPARTURES,
     adapter_filename,
@@ -83,10 +84,12 @@ def test_standin_adapters_depart_from_the_paper_only_where_documented():
                 "disable_gradient_checkpointing"}
     assert changed - cpu_only == set(STANDIN_ADAPTER_DEPARTURES)
     for key in ("quantization_bit", "quantization_method", "quantization_type", "finetuning_type", "lora_rank",
-                "lora_target", "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs",
+                "lora_target", "num_train_epochs",
                 "lr_scheduler_type", "warmup_ratio", "cutoff_len", "default_system", "template"):
         assert standin[key] == paper[key], key
     assert standin["bf16"] is False and standin["fp16"] is False and standin["report_to"] == "none"
+    assert (standin["per_device_train_batch_size"] * standin["gradient_accumulation_steps"]
+            == paper["per_device_train_batch_size"] * paper["gradient_accumulation_steps"])  # same batch of 8
     header = (EXAMPLES / "standin/internvl_lora_sft_bnb.yaml").read_text(encoding="utf-8")
     for key in STANDIN_ADAPTER_DEPARTURES:
         assert f"#   {key}:" in header
@@ -99,6 +102,8 @@ def test_standin_pretrain_is_a_full_unfrozen_fine_tune_on_cpu():
     assert 1e-3 <= recipe["learning_rate"] <= 3e-3
     assert recipe["bf16"] is False and recipe["fp16"] is False and recipe["report_to"] == "none"
     assert recipe["output_dir"] == _load("standin/internvl_lora_sft_bnb.yaml")["model_name_or_path"]
+    # every task but the documented exclusions (instance detection's long answers would drown the rest)
+    assert recipe["dataset"].split(",") == [dataset_entry(t) for t in TASK_NAMES if t not in STANDIN_PRETRAIN_EXCLUDES]
 
 
 def test_every_recipe_folder_maps_all_eight_adapters():
@@ -136,7 +141,7 @@ def test_llamafactory_parses_recipe(rel, tmp_path):
     model_args, data_args, training_args, finetuning_args, _ = _parse(
         recipe, tmp_path, **({"use_cpu": True} if recipe.get("bf16") else {}))
     assert data_args.template == "intern_vl" and data_args.default_system == DEFAULT_SYSTEM
-    assert data_args.cutoff_len == 2048 and data_args.dataset == [recipe["dataset"]]
+    assert data_args.cutoff_len == 2048 and data_args.dataset == recipe["dataset"].split(",")
     assert training_args.bf16 is recipe.get("bf16", False)
     assert training_args.learning_rate == recipe["learning_rate"]
     assert model_args.crop_to_patches is False and model_args.image_max_pixels == 768 * 768
