@@ -249,7 +249,9 @@ def run(
         bar = tqdm(total=sum(len(g) for g in groups.values()), desc="answering", unit="rec")
     start = time.perf_counter()
     for adapter in sorted(groups, key=lambda a: (a is None, a or "")):
-        group = groups[adapter]
+        # records of one task and image count batch together: similar answer lengths, little padding (the general
+        # adapter's batches would otherwise wait on the one 850-token chromosome answer among them)
+        group = sorted(groups[adapter], key=lambda i: (routes[i.index].task or "", len(i.images), i.index))
         for b in range(0, len(group), batch_size):
             batch = group[b: b + batch_size]
             for item, raw, error in _generate_safely(generate, batch, adapter):

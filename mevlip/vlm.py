@@ -73,6 +73,8 @@ class VLM:
         model = AutoModelForImageTextToText.from_pretrained(config.base_model, **kwargs)
         if quant == "none":
             model = model.to(device)
+        elif device.type == "cpu":
+            _train_numerics_on_cpu(model)
         self.adapters = self._load_adapters(model, config.adapters_dir)
         self.model = self.peft_model if self.adapters else model
         self.model.eval()
@@ -128,3 +130,18 @@ class VLM:
         new = out[:, inputs["input_ids"].shape[1]:]
         return self.processor.batch_decode(new, skip_special_tokens=True)
 
+
+
+def _train_numerics_on_cpu(model) -> int:
+    """Make 4-bit layers on CPU compute as in QLoRA training (dequantise, then matmul).
+
+    In eval mode bitsandbytes repacks 4-bit weights for its AVX512-BF16 CPU kernel, whose numerics differ from the
+    dequantise-then-matmul path that training used (and that needs 64-wide blocks); turning it off makes inference see
+    exactly the base weights the adapters were trained against. Returns how many layers were changed.
+    """
+    import bitsandbytes as bnb
+
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = False
+    return len(layers)
