@@ -1,0 +1,101 @@
+"""`make demo` at CI size: every stage runs for real (tiny mini-FLARE, two training steps per run), fills the report,
+skips up-to-date stages on a rerun, redoes a stage whose command changed, and refuses to overwrite real data."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mevlip import demo
+from mevlip.demo_report import MODE_TITLES
+from mevlip.tasks import TASK_NAMES
+
+STAGES = ["mini_flare", "prepare", "standin", "pretrain", "adapters", "router"] + [
+    f"{step}_{mode}" for mode, _ in demo.MODES for step in ("predict", "evaluate")]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo_output"
+    proc = subprocess.run([sys.executable, "-m", "mevlip.demo", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out, proc.stdout
+
+
+def test_every_stage_ran_and_left_its_artefacts(quick_demo):
+    out, stdout = quick_demo
+    for stage in STAGES:
+        assert f"=== [{stage}] done in" in stdout, stage
+        assert (out / ".stages" / f"{stage}.json").is_file()
+    assert json.loads((out / "mini_flare" / "mini_flare.json").read_text())["synthetic"] is True
+    for name in ("general", *TASK_NAMES):
+        assert (out / "adapters" / name / "adapter_config.json").is_file(), name
+        assert (out / "adapters" / name / "adapter_model.safetensors").is_file(), name
+    assert (out / "router" / "router_config.json").is_file()
+    for mode, _ in demo.MODES:
+        preds = json.loads((out / "predictions" / mode / "predictions.json").read_text())
+        metrics = json.loads((out / "metrics" / mode / "metrics_predictions.json").read_text())
+        assert len(preds) == metrics["matching"]["n_matched"] == metrics["matching"]["n_gt"] > 0, mode
+    assert (out / "plots" / "metrics.png").stat().st_size > 1000
+    assert (out / "plots" / "loss_curves.png").stat().st_size > 1000
+
+
+def test_results_table_has_every_cell_filled(quick_demo):
+    out, _ = quick_demo
+    text = (out / "results.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| task | metric |"))
+    for mode, _ in demo.MODES:
+        assert MODE_TITLES[mode] in header
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "|---" not in line]
+    table = rows[rows.index(header) + 1: rows.index(header) + 1 + len(TASK_NAMES)]
+    assert len(table) == len(TASK_NAMES)
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 3 + len(demo.MODES), row
+        for cell in cells[3:]:  # every metric cell is a number (inf for unparsable MAE under flare25 rules)
+            assert re.fullmatch(r"\*{0,2}(-?\d+\.\d+|inf)\*{0,2}", cell), row
+    assert "routing of the" in text and "router accuracy on" in text
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["metrics"]) >= set(TASK_NAMES)
+
+
+def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_path):
+    out, _ = quick_demo
+    settings = demo.Settings(out, scale="tiny", max_steps=2, router_max_steps=4, max_new_tokens=24, bootstrap=20)
+    pipeline_times = {}
+
+    class Recorder(demo.Pipeline):
+        def stage(self, name, commands, deps=(), outputs=()):
+            super().stage(name, commands, deps, outputs)
+            pipeline_times[name] = self.times[name]
+
+    original = demo.Pipeline
+    demo.Pipeline = Recorder
+    try:
+        demo.run(settings)
+        assert all(info["cached"] for info in pipeline_times.values()), pipeline_times
+        # a changed evaluation command (bootstrap) reruns that evaluation stage only
+        pipeline_times.clear()
+        demo.run(demo.Settings(out, scale="tiny", max_steps=2, router_max_steps=4, max_new_tokens=24, bootstrap=10))
+    finally:
+        demo.Pipeline = original
+    redone = {name for name, info in pipeline_times.items() if not info["cached"]}
+    assert redone == {f"evaluate_{mode}" for mode, _ in demo.MODES}
+
+
+def test_failing_stage_is_named_and_real_data_is_never_overwritten(tmp_path):
+    real = tmp_path / "out" / "mini_flare"
+    real.mkdir(parents=True)
+    (real / "training").mkdir()
+    (real / "training" / "notes.txt").write_text("real data")
+    with pytest.raises(demo.StageFailed, match="mini-FLARE did not write"):
+        demo.run(demo.Settings(tmp_path / "out", scale="tiny"))
+    assert (real / "training" / "notes.txt").read_text() == "real data"
+
+    pipeline = demo.Pipeline(demo.Settings(tmp_path / "p"))
+    with pytest.raises(demo.StageFailed, match=r"stage 'broken' failed \(exit 3\)"):
+        pipeline.stage("broken", [[sys.executable, "-c", "import sys; sys.exit(3)"]])
+    assert not (tmp_path / "p" / ".stages" / "broken.json").exists()
