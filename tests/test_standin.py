@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from scripts import load_script
 from conftest_standin import extracted_copy, records_by_task, standin_dir
 
 from mevlip.standin import INTERNVL3_8B_HF_CONFIG, INTERNVL_SPECIAL_TOKENS, StandinSpec
 
-SCRIPT = Path(__file__).resolve().parents[1] / "llama_factory_internvl" / "scripts" / "make_standin_model.py"
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_standin_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("llama_factory_internvl/scripts/make_standin_model.py")
 
 
 @pytest.fixture(scope="module")

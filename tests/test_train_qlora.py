@@ -8,12 +8,12 @@ skipping, failures, the exact command) runs against stand-in commands, which cos
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 from conftest_standin import extracted_copy, records_by_task, sharegpt_row, standin_dir, write_dataset
 
 from mevlip.recipes import STANDIN_ADAPTER_DEPARTURES
@@ -21,16 +21,12 @@ from mevlip.train import LOG_NAME, PROVENANCE_NAME, AdapterTrainingError, find_r
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "llama_factory_internvl" / "examples" / "standin"
-SCRIPT = REPO / "llama_factory_internvl" / "scripts" / "train_adapters.py"
 TRAINED = ("general",)
 LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_adapters", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("llama_factory_internvl/scripts/train_adapters.py")
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +169,7 @@ def test_command_line_overrides_reach_llamafactory(tmp_path, model_dir):
 
 def test_gpu_check_dry_run(tmp_path):
     """benchmarks/gpu_check_internvl3_8b.py on CPU: shrunken widths, real 448 px geometry, 4-bit + LoRA, one step."""
-    path = REPO / "benchmarks" / "gpu_check_internvl3_8b.py"
-    spec = importlib.util.spec_from_file_location("gpu_check_internvl3_8b", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/gpu_check_internvl3_8b.py")
     out = tmp_path / "report.json"
     assert module.main(["--dry_run", "--steps", "1", "--accum", "1", "--gen_batch", "1", "--max_new_tokens", "2",
                         "--out", str(out)]) == 0
