@@ -15,8 +15,9 @@ from mevlip.answers import parse_answer, parse_boxes, parse_instances, parse_num
 from mevlip.flare import discover, image_names, load_records, record_key
 from mevlip.synth import MARKER, generate, is_mini_flare
 from mevlip.synth.__main__ import main as synth_main
-from mevlip.synth.catalog import BY_NAME, DATASETS, rows_for
-from mevlip.synth.samples import BCN, CHESTDR, CMMD_QUESTIONS, PERIAPICAL
+from mevlip.synth.catalog import BY_NAME, DATASETS, WHOLE_KARYOTYPE, rows_for
+from mevlip.synth.draw import hues
+from mevlip.synth.samples import BCN, CHESTDR, CHROMOSOMES, CMMD_QUESTIONS, PERIAPICAL, chromosome
 from mevlip.tasks import TASK_NAMES, normalize_task_type
 
 
@@ -114,7 +115,7 @@ def test_every_answer_parses_in_its_task_format(mini_flare_tiny):
         elif task == "instance_detection":
             inst = parse_instances(answer)
             assert set(inst) <= {str(i) for i in range(1, 23)} | {"X", "Y"}
-            assert sum(len(v) for v in inst.values()) == 46
+            assert 3 <= sum(len(v) for v in inst.values()) <= 8  # tiny: partial spreads (whole ones tested below)
         elif task == "counting":
             assert answer.isdigit() and int(answer) >= 1
         elif task == "regression":
@@ -153,10 +154,10 @@ def test_answers_are_recoverable_from_pixels(tmp_path):
     for qfile, record in _all_records(root, ["training"]):
         checked[qfile.dataset] += 1
         image = _image(root, qfile, image_names(record)[0])
-        if qfile.dataset == "neurips22cell":  # cells are 2x2 green dots; overlaps can only hide some
+        if qfile.dataset == "neurips22cell":  # cells are 3x3 green dots; overlaps can only hide some
             n = int(record["Answer"])
             dots = int(((image[..., 1] > 200) & (image[..., 0] < 160)).sum())
-            assert dots <= 4 * n and (n > 300 or dots >= 2 * n)
+            assert dots <= 9 * n and (n > 300 or dots >= 4 * n)
         elif qfile.dataset == "boneresorption":  # the filled share of the bar is the percentage
             filled = int((image[4:60, 32, 0] > 235).sum())
             assert abs(filled / 55 * 100 - float(record["Answer"])) < 3.0
@@ -171,3 +172,26 @@ def test_answers_are_recoverable_from_pixels(tmp_path):
             nearest = int(np.argmin([np.abs(centre - np.array(c)).sum() for c in PALETTE[: len(BCN)]]))
             assert "ABCDEFGH"[nearest] == record["Answer"]
     assert set(checked) == {"neurips22cell", "boneresorption", "BUSI-det", "bcn20000"}
+
+
+def test_chromosome_spreads_whole_at_full_scale_partial_below(tmp_path):
+    rng = np.random.default_rng(3)
+    for whole in (True, False):
+        for _ in range(5):
+            group = chromosome(rng, whole=whole)
+            image = np.asarray(group.images[0][1]).astype(int)
+            instances = parse_instances(group.rows[0].answer)
+            boxes = [(cid, b) for cid, bs in instances.items() for b in bs]
+            if whole:  # 22 autosome pairs + XX or XY
+                assert len(boxes) == 46 and len(instances["1"]) == 2 and len(instances["X"]) in (1, 2)
+            else:
+                assert 3 <= len(boxes) <= 8
+            colours = np.array(hues(len(CHROMOSOMES), 0.8, 0.7))
+            for cid, (x1, y1, x2, y2) in boxes:  # the colour of each box is its id
+                centre = image[(y1 + y2) // 2, (x1 + x2) // 2]
+                assert CHROMOSOMES[int(np.argmin(np.abs(colours - centre).sum(1)))] == cid
+    assert WHOLE_KARYOTYPE == {"tiny": False, "small": False, "full": True}
+    generate(tmp_path / "mf", "tiny", seed=0, datasets=["chromosome"])
+    (qfile,) = [q for q in discover(tmp_path / "mf", ["training"])]
+    answers = [parse_instances(r["Answer"]) for r in json.loads(qfile.path.read_text())]
+    assert all(3 <= sum(map(len, a.values())) <= 8 for a in answers)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mevlip.synth.catalog import DATASETS, SCALES, DatasetSpec, rows_for
+from mevlip.synth.catalog import DATASETS, SCALES, WHOLE_KARYOTYPE, DatasetSpec, rows_for
 from mevlip.synth.samples import generator_for
 from mevlip.tasks import normalize_task_type
 
@@ -63,14 +63,15 @@ def _write_json(path: Path, records: list[dict]) -> None:
     path.write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def generate_file(spec: DatasetSpec, part: str, n_rows: int, out: Path, seed: int) -> list[dict]:
+def generate_file(spec: DatasetSpec, part: str, n_rows: int, out: Path, seed: int,
+                  whole_karyotype: bool = True) -> list[dict]:
     """Write one dataset's question file(s) and image zip for a part; returns the records with answers."""
     split_folder, image_dir, first_id = _PARTS[part]
     split = split_folder or spec.val_split
     folder = out / split / spec.category / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode()), list(_PARTS).index(part)])
-    make = generator_for(spec.kind, spec.name, part)
+    make = generator_for(spec.kind, spec.name, part, whole_karyotype)
     split_value = {"train": "train", "val": spec.val_split_value, "test": "test"}[part]
     records: list[dict] = []
     members: list[tuple[str, bytes]] = []
@@ -120,7 +121,7 @@ def generate(out: str | Path, scale: str = "tiny", seed: int = 0, datasets: list
     per_task: Counter = Counter()
     images = 0
     for spec, part in jobs:
-        records = generate_file(spec, part, rows_for(spec, part, scale), out, seed)
+        records = generate_file(spec, part, rows_for(spec, part, scale), out, seed, WHOLE_KARYOTYPE[scale])
         split = _PARTS[part][0] or spec.val_split
         per_split[split] += len(records)
         per_dataset.setdefault(spec.name, Counter())[split] += len(records)

@@ -81,6 +81,11 @@ SCALES: dict[str, dict[str, int | None]] = {
 }
 
 
+#: Scales whose chromosome images are whole 46-chromosome karyotypes (~850-token answers, as the real data); the
+#: others draw partial spreads of 3-8 chromosomes, whose format a CPU-sized model learns (``samples.chromosome``).
+WHOLE_KARYOTYPE: dict[str, bool] = {"tiny": False, "small": False, "full": True}
+
+
 def rows_for(spec: DatasetSpec, part: str, scale: str) -> int:
     """Target row count of a dataset's ``train``, ``val`` or ``test`` file at a scale."""
     if scale not in SCALES:

@@ -292,19 +292,30 @@ def lesion_det(task_type: str, target: str) -> Callable[[np.random.Generator], G
 CHROMOSOMES = [str(i) for i in range(1, 23)] + ["X", "Y"]
 
 
-def chromosome(rng: np.random.Generator) -> Group:
-    """A karyotype spread: 46 chromosomes, the colour of each box is its id (female XX, male XY)."""
+def chromosome(rng: np.random.Generator, whole: bool = True) -> Group:
+    """A karyotype spread; the colour of each box is its chromosome id.
+
+    ``whole``: all 46 chromosomes (female XX, male XY), as the real images, in 2-3 px wide boxes once the stand-in
+    resizes the image to its 56 px tile. Otherwise a partial spread (a crop): 3-8 larger chromosomes with ids drawn
+    at random, so that the answer is ~40-170 tokens instead of ~850 and a CPU-sized model can learn its format in
+    minutes (the ``tiny`` and ``small`` scales; ``mevlip.synth.catalog.WHOLE_KARYOTYPE``).
+    """
     image, draw = background(rng, (128, 128), (230, 230, 230), noise=6)
     colours = hues(len(CHROMOSOMES), 0.8, 0.7)
-    male = rng.random() < 0.5
-    ids = [c for c in CHROMOSOMES[:22] for _ in range(2)] + (["X", "Y"] if male else ["X", "X"])
-    slots = rng.permutation(48)[: len(ids)]
+    if whole:
+        male = rng.random() < 0.5
+        ids = [c for c in CHROMOSOMES[:22] for _ in range(2)] + (["X", "Y"] if male else ["X", "X"])
+        cols, cell_w, cell_h, widths, heights = 8, 16, 21, (4, 8), (8, 16)
+    else:
+        ids = [CHROMOSOMES[int(i)] for i in rng.integers(len(CHROMOSOMES), size=int(rng.integers(3, 9)))]
+        cols, cell_w, cell_h, widths, heights = 4, 32, 42, (8, 15), (16, 33)
+    slots = rng.permutation(cols * (128 // cell_h))[: len(ids)]
     instances: dict[str, list[list[int]]] = {}
     for cid, slot in zip(ids, slots):
-        col, row = int(slot) % 8, int(slot) // 8
-        w, h = int(rng.integers(4, 8)), int(rng.integers(8, 16))
-        x1 = col * 16 + int(rng.integers(1, 16 - w))
-        y1 = row * 21 + int(rng.integers(1, 21 - h))
+        col, row = int(slot) % cols, int(slot) // cols
+        w, h = int(rng.integers(*widths)), int(rng.integers(*heights))
+        x1 = col * cell_w + int(rng.integers(1, cell_w - w))
+        y1 = row * cell_h + int(rng.integers(1, cell_h - h))
         box = [x1, y1, x1 + w, y1 + h]
         draw.rectangle(box, fill=jitter(rng, colours[CHROMOSOMES.index(cid)], 6))
         instances.setdefault(cid, []).append(box)
@@ -319,13 +330,13 @@ def chromosome(rng: np.random.Generator) -> Group:
 
 # ----------------------------------------------------------------------------------------------- numbers
 def cell(rng: np.random.Generator) -> Group:
-    """Microscopy with N bright cells; N has a heavy tail into the thousands (neurips22cell)."""
+    """Microscopy with N bright 3x3 px cells; N has a heavy tail into the thousands (neurips22cell)."""
     n = int(np.clip(round(np.exp(rng.normal(np.log(60), 0.9))), 1, 2500))
     image, _ = background(rng, (96, 96), (20, 20, 30), noise=4)
     arr = np.asarray(image).copy()
-    xs, ys = rng.integers(0, 95, size=n), rng.integers(0, 95, size=n)
+    xs, ys = rng.integers(0, 94, size=n), rng.integers(0, 94, size=n)
     for x, y in zip(xs, ys):
-        arr[y: y + 2, x: x + 2] = (120, 230, 120)
+        arr[y: y + 3, x: x + 3] = (120, 230, 120)
     q = pick(rng, ["How many cells are in this microscopy image?", "Count the number of cells visible.",
                    "What is the total cell count in this image? Answer with a number."])
     return Group([("", Image.fromarray(arr))], [Row("Counting", q, format_count(n))])
@@ -335,8 +346,8 @@ def boneresorption(rng: np.random.Generator) -> Group:
     """Dental X-ray whose alveolar bone resorption percentage is the filled share of a vertical bar."""
     abr = float(np.clip(rng.normal(28, 12), 2, 90))
     image, draw = background(rng, (64, 64), (60, 60, 60))
-    draw.rectangle([26, 4, 38, 59], fill=(120, 120, 120))
-    draw.rectangle([26, 4, 38, 4 + int(round(abr / 100 * 55))], fill=(250, 250, 250))
+    draw.rectangle([8, 4, 56, 59], fill=(120, 120, 120))  # wide, so that every patch column of a tile sees it
+    draw.rectangle([8, 4, 56, 4 + int(round(abr / 100 * 55))], fill=(250, 250, 250))
     q = pick(rng, ["What is the alveolar bone resorption percentage (ABR%) of this tooth?",
                    "Estimate the bone loss ratio in percent.",
                    "Measure the alveolar bone resorption; answer with a number."])
@@ -385,8 +396,10 @@ def iu_xray(rng: np.random.Generator) -> Group:
     return Group([("-0", frontal), ("-1", lateral)], rows)
 
 
-def generator_for(kind: str, dataset: str, part: str) -> Callable[[np.random.Generator], Group]:
-    """The sample generator of a dataset kind (``part`` is train / val / test)."""
+def generator_for(kind: str, dataset: str, part: str, whole_karyotype: bool = True
+                  ) -> Callable[[np.random.Generator], Group]:
+    """The sample generator of a dataset kind (``part`` is train / val / test; ``whole_karyotype``: see
+    :func:`chromosome`)."""
     if kind == "retino":
         return simple_choice("Classification", (120, 50, 20), RETINO,
                              ["What is the diabetic retinopathy grade of this fundus image?",
@@ -403,10 +416,12 @@ def generator_for(kind: str, dataset: str, part: str) -> Callable[[np.random.Gen
     if kind == "lesion_det":
         return lesion_det("detection", "lesion" if dataset == "BUSI-det" else "tumor")
     simple = {"fundus": fundus, "dental": dental, "neojaundice": neojaundice, "bcn20000": bcn20000, "endo": endo,
-              "cmmd": cmmd, "periapical": periapical, "chestdr": chestdr, "chromosome": chromosome, "cell": cell,
+              "cmmd": cmmd, "periapical": periapical, "chestdr": chestdr, "cell": cell,
               "boneresorption": boneresorption, "iu_xray": iu_xray}
     if kind == "iugc":
         return lambda rng: iugc(rng, train=part == "train")
+    if kind == "chromosome":
+        return lambda rng: chromosome(rng, whole=whole_karyotype)
     if kind not in simple:
         raise ValueError(f"unknown dataset kind {kind!r}")
     return simple[kind]
