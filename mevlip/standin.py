@@ -157,12 +157,12 @@ class StandinSpec:
 
     image_size: int = 56
     vocab_size: int = 1024
-    text_hidden: int = 64
+    text_hidden: int = 128
     text_layers: int = 2
     text_heads: int = 4
     text_kv_heads: int = 2
-    text_intermediate: int = 128
-    vision_hidden: int = 64
+    text_intermediate: int = 256
+    vision_hidden: int = 128
     vision_layers: int = 2
     vision_heads: int = 4
     vision_intermediate: int = 256

@@ -101,7 +101,7 @@ def test_reloads_with_auto_classes_and_generates(model_dir, tmp_path_factory, mi
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     assert isinstance(model, InternVLForConditionalGeneration)
     n_params = sum(p.numel() for p in model.parameters())
-    assert 100_000 < n_params < 1_000_000
+    assert 300_000 < n_params < 3_000_000  # ~1M: tiny, yet wide enough to learn the JSON formats (README)
     by_task = records_by_task(extracted_copy(tmp_path_factory, mini_flare_tiny))
     chosen = [by_task["counting"][0], by_task["classification"][0], by_task["report_generation"][0]]
     inputs = build_batch(processor, [r["Question"] for r, _ in chosen], [resolve_images(d, r) for r, d in chosen])

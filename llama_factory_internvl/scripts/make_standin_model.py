@@ -10,6 +10,7 @@ The folder loads with ``AutoProcessor`` / ``AutoModelForImageTextToText`` and tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -25,12 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="FLARE-format root whose texts train the tokenizer "
                                        "(default: a tiny mini-FLARE generated with --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the generated texts")
-    parser.add_argument("--image_size", type=int, default=defaults.image_size, help="tile side in pixels")
-    parser.add_argument("--vocab_size", type=int, default=defaults.vocab_size, help="BPE vocabulary size")
+    helps = {"image_size": "tile side in pixels", "vocab_size": "BPE vocabulary size"}
+    for f in dataclasses.fields(StandinSpec):  # every size of the spec, e.g. --text_hidden 128 --text_layers 4
+        parser.add_argument(f"--{f.name}", type=int, default=getattr(defaults, f.name),
+                            help=helps.get(f.name, f"StandinSpec.{f.name}") + " (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    spec = StandinSpec(image_size=args.image_size, vocab_size=args.vocab_size)
+    spec = StandinSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StandinSpec)})
     out = build_standin(args.out, data=args.data, seed=args.seed, spec=spec)
     print(out)
     return 0
