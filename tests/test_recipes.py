@@ -10,7 +10,7 @@ import yaml
 
 from mevlip.prompts import DEFAULT_SYSTEM
 from mevlip.recipes import (
-    STANDIN_PRETRAIN_EXCLUDES,
+    STANDIN_PRETRAIN_MIX,
     ADAPTERS,
     STANDIN_ADAPTER_DEPARTURES,
     adapter_filename,
@@ -102,8 +102,11 @@ def test_standin_pretrain_is_a_full_unfrozen_fine_tune_on_cpu():
     assert 1e-3 <= recipe["learning_rate"] <= 3e-3
     assert recipe["bf16"] is False and recipe["fp16"] is False and recipe["report_to"] == "none"
     assert recipe["output_dir"] == _load("standin/internvl_lora_sft_bnb.yaml")["model_name_or_path"]
-    # every task but the documented exclusions (instance detection's long answers would drown the rest)
-    assert recipe["dataset"].split(",") == [dataset_entry(t) for t in TASK_NAMES if t not in STANDIN_PRETRAIN_EXCLUDES]
+    # every task, mixed by probability (token-averaged loss would otherwise ignore 2-token counting answers)
+    assert recipe["dataset"].split(",") == [dataset_entry(t) for t in TASK_NAMES]
+    assert recipe["mix_strategy"] == "interleave_over"
+    probs = [float(p) for p in str(recipe["interleave_probs"]).split(",")]
+    assert probs == [STANDIN_PRETRAIN_MIX[t] for t in TASK_NAMES] and abs(sum(probs) - 1) < 1e-9
 
 
 def test_every_recipe_folder_maps_all_eight_adapters():
