@@ -15,15 +15,17 @@ Every stage runs the same command a user would type (printed before it runs, log
 A stage is skipped when its stamp (``demo_output/.stages/<stage>.json``) records the same command and is newer
 than the stamps of the stages it depends on; ``--fresh`` (``make demo FRESH=1``) redoes everything. The stand-in's
 "pre-training" is a full fine-tune on a separate synthetic draw (another seed) of the same tasks: it stands in for
-InternVL3's own pre-training, which the paper starts from; it leaves out instance detection, whose ~850-token answers
-would drown every other task's loss (``mevlip.recipes.STANDIN_PRETRAIN_EXCLUDES``; the README says what that implies).
-Sized for ~11 minutes on 2 cores (measured 10 min 54 s): ``small`` mini-FLARE, 8 pre-training epochs, the recipes' 3
-adapter epochs, a CPU-light router (``--final``, 60 steps).
+InternVL3's own pre-training, which the paper starts from; it samples the tasks by probability rather than
+concatenating them, since LLaMA-Factory averages the loss over answer tokens and 2-token counts would otherwise weigh
+nothing (``mevlip.recipes.STANDIN_PRETRAIN_MIX``). Sized for under 15 minutes on 2 cores: ``small`` mini-FLARE
+(whose chromosome images are partial spreads, ``mevlip.synth.catalog.WHOLE_KARYOTYPE``), the recipes' pre-training
+and 3 adapter epochs, a CPU-light router (``--final``, 60 steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -77,15 +79,19 @@ class Pipeline:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.times: dict[str, dict] = {}
 
-    def stage(self, name: str, commands: list[list[str]], deps: tuple[str, ...] = (), outputs: tuple[Path, ...] = ()):
-        """Run ``commands`` as stage ``name`` unless its stamp is newer than its deps' and the commands are equal."""
+    def stage(self, name: str, commands: list[list[str]], deps: tuple[str, ...] = (), outputs: tuple[Path, ...] = (),
+              inputs: tuple[Path, ...] = ()):
+        """Run ``commands`` as stage ``name`` unless its stamp is newer than its deps' and the commands and the
+        contents of ``inputs`` (files, or folders of files: the recipes a stage reads) are unchanged."""
         stamp = self.stamps / f"{name}.json"
         printable = [[str(c) for c in cmd] for cmd in commands]
+        digest = _digest(inputs)
         if stamp.is_file():
             old = json.loads(stamp.read_text())
             newer = all((self.stamps / f"{d}.json").is_file()
                         and (self.stamps / f"{d}.json").stat().st_mtime_ns <= stamp.stat().st_mtime_ns for d in deps)
-            if old.get("commands") == printable and newer and all(Path(o).exists() for o in outputs):
+            if (old.get("commands") == printable and old.get("inputs") == digest and newer
+                    and all(Path(o).exists() for o in outputs)):
                 print(f"\n=== [{name}] up to date (ran in {old['seconds']:.0f} s), skipped", flush=True)
                 self.times[name] = {"seconds": old["seconds"], "cached": True}
                 return
@@ -102,9 +108,20 @@ class Pipeline:
                     raise StageFailed(f"stage '{name}' failed (exit {code}) running: {' '.join(cmd)}; "
                                       f"log: {log_path}")
         seconds = time.perf_counter() - start
-        stamp.write_text(json.dumps({"commands": printable, "seconds": seconds}, indent=2))
+        stamp.write_text(json.dumps({"commands": printable, "inputs": digest, "seconds": seconds}, indent=2))
         self.times[name] = {"seconds": seconds, "cached": False}
         print(f"=== [{name}] done in {seconds:.0f} s", flush=True)
+
+
+def _digest(paths: tuple[Path, ...]) -> str:
+    """SHA-256 over the names and bytes of ``paths`` (folders: their files, sorted)."""
+    h = hashlib.sha256()
+    for path in map(Path, paths):
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                h.update(str(f.relative_to(REPO) if f.is_relative_to(REPO) else f).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _run_tee(cmd: list[str], log) -> int:
@@ -149,14 +166,16 @@ def run(settings: Settings) -> Path:
         f"model_name_or_path={out / 'standin' / 'base'}", f"dataset_dir={out / 'pretrain_data'}",
         f"output_dir={out / 'standin' / 'pretrained'}", *steps,
         *([f"num_train_epochs={s.pretrain_epochs}"] if s.pretrain_epochs else [])]],
-        deps=("prepare", "standin"), outputs=(out / "standin" / "pretrained" / "config.json",))
+        deps=("prepare", "standin"), outputs=(out / "standin" / "pretrained" / "config.json",),
+        inputs=(REPO / "llama_factory_internvl/examples/standin/pretrain_full.yaml",))
     train = [py, "llama_factory_internvl/scripts/train_adapters.py", "--recipe_dir",
              "llama_factory_internvl/examples/standin", "--adapters_dir", out / "adapters",
              "--model", out / "standin" / "pretrained", "--dataset_dir", out / "data", "--overwrite"]
     if s.adapter_epochs:
         train += ["--set", f"num_train_epochs={s.adapter_epochs}"]
     p.stage("adapters", [train + (["--max_steps", str(s.max_steps)] if s.max_steps else [])],
-            deps=("pretrain",), outputs=(out / "adapters" / "general" / "adapter_config.json",))
+            deps=("pretrain",), outputs=(out / "adapters" / "general" / "adapter_config.json",),
+            inputs=(REPO / "llama_factory_internvl/examples/standin",))
     # The router to deploy (--final: every training-split wording), CPU-light: the top 3 encoder layers, label model
     # fixed (its projector trains), 60 steps; tests/test_router.py measured these at 100 % on held-out wordings.
     router = [py, "task_classifier/train_task_classifier.py", "--data_dir", out / "data", "--final",

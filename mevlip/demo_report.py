@@ -43,6 +43,31 @@ def format_validity(predictions: list[dict]) -> dict[str, tuple[float, int, int]
     return {t: (ok[t] / total[t], len(distinct[t]), total[t]) for t in total}
 
 
+def learning_verdict(model: dict | None, constant: dict | None, higher: bool) -> str:
+    """How a trained model's primary metric compares with the constant baseline's (``primary_metrics`` rows).
+
+    ``beats`` / ``below``: its point estimate is better / worse; ``clearly``: the constant's value lies outside the
+    model's bootstrap 95 % interval (``evaluation.py --bootstrap``); otherwise ``within noise``.
+    """
+    if not model or not constant:
+        return "n/a"
+    value, base = _num(model.get("flare25")), _num(constant.get("flare25"))
+    if value is None or base is None:
+        return "n/a"
+    if value == base:
+        return "ties"
+    better = value > base if higher else value < base
+    lo, hi = (_num(x) for x in (model.get("flare25_ci95") or [None, None]))
+    clear = lo is not None and hi is not None and not lo <= base <= hi
+    return f"{'beats' if better else 'below'} ({'clearly' if clear else 'within noise'})"
+
+
+def _num(value) -> float | None:
+    if value in ("Infinity", "inf"):
+        return float("inf")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def routing_accuracy(out: Path) -> dict | None:
     """How the router routed the validation questions in the ME-VLIP run (vs each record's own TaskType)."""
     preds = _load(out / "predictions" / "router" / "predictions.json")
@@ -117,6 +142,35 @@ def metric_plot(out: Path, table: dict[str, dict[str, float | None]]) -> Path:
     return path
 
 
+def learning_section(metrics: dict[str, dict | None], validity: dict[str, dict], mode: str = "router") -> list[str]:
+    """Markdown lines: per task, the trained model (``mode``) against the constant baseline, and a summary."""
+    if not metrics.get(mode) or not metrics.get("constant"):
+        return []
+    rows = ["## Did training learn? (ME-VLIP with TC against the constant baseline)", "",
+            "| task | constant | ME-VLIP | its 95 % CI | verdict | answers in format |", "|---|---|---|---|---|---|"]
+    verdicts = {}
+    for task in TASK_NAMES:
+        spec = TASKS[task]
+        model, constant = (metrics[m]["primary_metrics"].get(task) for m in (mode, "constant"))
+        if not model or not constant:
+            continue
+        verdicts[task] = learning_verdict(model, constant, spec.higher_is_better)
+        ci = model.get("flare25_ci95") or [None, None]
+        ci_text = "n/a" if None in ci else f"[{_fmt(_num(ci[0]), spec.higher_is_better)}, " \
+                                           f"{_fmt(_num(ci[1]), spec.higher_is_better)}]"
+        share = validity.get(mode, {}).get(task, (None,))[0]
+        rows.append(f"| {spec.title} | {_fmt(_num(constant.get('flare25')), spec.higher_is_better)} | "
+                    f"{_fmt(_num(model.get('flare25')), spec.higher_is_better)} | {ci_text} | {verdicts[task]} | "
+                    f"{'n/a' if share is None else f'{share:.0%}'} |")
+    beats = [t for t, v in verdicts.items() if v.startswith("beats")]
+    clearly_below = [t for t, v in verdicts.items() if v == "below (clearly)"]
+    rows += ["", f"Beats the constant baseline on {len(beats)} of {len(verdicts)} tasks "
+             f"({sum(verdicts[t] == 'beats (clearly)' for t in beats)} clearly); clearly below it on "
+             f"{len(clearly_below)}{': ' + ', '.join(clearly_below) if clearly_below else ''}. 'Clearly': the "
+             "constant's value lies outside the model's bootstrap 95 % interval.", ""]
+    return rows
+
+
 def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     """Write ``results.md`` and its plots; returns its path."""
     metrics = {m: _load(out / "metrics" / m / "metrics_predictions.json") for m in MODE_TITLES}
@@ -153,9 +207,10 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
               "(its stand-in for InternVL3's pre-training); **general adapter** is the paper's 'without TC' column; "
               "**ME-VLIP (with TC)** routes each question by the GLiClass router to its task adapter (general below "
               "0.3 confidence); **oracle routing** uses each record's own TaskType.", ""]
+    validity = {m: format_validity(_load(out / "predictions" / m / "predictions.json") or []) for m in modes}
+    lines += learning_section(metrics, validity)
     lines += ["## Answers in the right format (share that parses in the task's format; distinct answers)", "",
               "| task | " + " | ".join(MODE_TITLES[m] for m in modes) + " |", "|---|" + "---|" * len(modes)]
-    validity = {m: format_validity(_load(out / "predictions" / m / "predictions.json") or []) for m in modes}
     for task in TASK_NAMES:
         cells = []
         for m in modes:
@@ -181,6 +236,10 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots if p]
     path = out / "results.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    verdicts = {t: learning_verdict(metrics["router"]["primary_metrics"].get(t),
+                                    metrics["constant"]["primary_metrics"].get(t), TASKS[t].higher_is_better)
+                for t in TASK_NAMES} if metrics.get("router") and metrics.get("constant") else {}
     (out / "results.json").write_text(json.dumps({"metrics": table, "n": ns, "times": times, "routing": routing,
-                                                  "validity": validity}, indent=2, default=str) + "\n")
+                                                  "validity": validity, "learning": verdicts}, indent=2,
+                                                 default=str) + "\n")
     return path

@@ -68,8 +68,8 @@ def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_p
     pipeline_times = {}
 
     class Recorder(demo.Pipeline):
-        def stage(self, name, commands, deps=(), outputs=()):
-            super().stage(name, commands, deps, outputs)
+        def stage(self, name, commands, deps=(), outputs=(), inputs=()):
+            super().stage(name, commands, deps, outputs, inputs)
             pipeline_times[name] = self.times[name]
 
     original = demo.Pipeline
@@ -99,3 +99,28 @@ def test_failing_stage_is_named_and_real_data_is_never_overwritten(tmp_path):
     with pytest.raises(demo.StageFailed, match=r"stage 'broken' failed \(exit 3\)"):
         pipeline.stage("broken", [[sys.executable, "-c", "import sys; sys.exit(3)"]])
     assert not (tmp_path / "p" / ".stages" / "broken.json").exists()
+
+
+def test_a_stage_reruns_when_a_recipe_it_reads_changes(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rate: 2.0e-4\n")
+    marker = tmp_path / "runs.txt"
+    cmd = [[sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]]
+    for content in ("learning_rate: 2.0e-4\n", "learning_rate: 2.0e-4\n", "learning_rate: 1.0e-3\n"):
+        recipe.write_text(content)
+        demo.Pipeline(demo.Settings(tmp_path / "p")).stage("train", cmd, inputs=(recipe,))
+    assert marker.read_text() == "xx"  # ran, skipped (same recipe), ran again (changed recipe)
+
+
+def test_learning_verdict_uses_the_models_interval():
+    from mevlip.demo_report import learning_verdict
+
+    const = {"flare25": 0.2}
+    assert learning_verdict({"flare25": 0.5, "flare25_ci95": [0.4, 0.6]}, const, True) == "beats (clearly)"
+    assert learning_verdict({"flare25": 0.3, "flare25_ci95": [0.1, 0.5]}, const, True) == "beats (within noise)"
+    assert learning_verdict({"flare25": 0.1, "flare25_ci95": [0.05, 0.15]}, const, True) == "below (clearly)"
+    mae = {"flare25": 9.0}  # lower is better; an unparsable-number MAE is infinite under the organisers' rules
+    assert learning_verdict({"flare25": 5.2, "flare25_ci95": [3.6, 7.6]}, mae, False) == "beats (clearly)"
+    assert learning_verdict({"flare25": "Infinity", "flare25_ci95": [None, None]}, mae, False) == "below (within noise)"
+    assert learning_verdict({"flare25": 0.0}, {"flare25": 0.0}, True) == "ties"
+    assert learning_verdict(None, const, True) == "n/a"
