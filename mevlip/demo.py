@@ -12,14 +12,14 @@ Every stage runs the same command a user would type (printed before it runs, log
     8 evaluate     evaluation/evaluation.py                            -> demo_output/metrics/<mode>/
     9 report       demo_output/results.md (+ plots)
 
-A stage is skipped when its stamp (``demo_output/.stages/<stage>.json``) records the same command and is newer
-than the stamps of the stages it depends on; ``--fresh`` (``make demo FRESH=1``) redoes everything. The stand-in's
-"pre-training" is a full fine-tune on a separate synthetic draw (another seed) of the same tasks: it stands in for
-InternVL3's own pre-training, which the paper starts from; it samples the tasks by probability rather than
-concatenating them, since LLaMA-Factory averages the loss over answer tokens and 2-token counts would otherwise weigh
-nothing (``mevlip.recipes.STANDIN_PRETRAIN_MIX``). Sized for under 15 minutes on 2 cores: ``small`` mini-FLARE
-(whose chromosome images are partial spreads, ``mevlip.synth.catalog.WHOLE_KARYOTYPE``), the recipes' pre-training
-and 3 adapter epochs, a CPU-light router (``--final``, 60 steps).
+A stage is skipped when its stamp (``demo_output/.stages/<stage>.json``) records the same command and the same
+contents of the recipes it reads, and is newer than the stamps of the stages it depends on; ``--fresh``
+(``make demo FRESH=1``) redoes everything. The stand-in's "pre-training" is a full fine-tune on a separate synthetic
+draw (another seed) of the same tasks: it stands in for InternVL3's own pre-training, which the paper starts from;
+it samples the tasks by probability rather than concatenating them, since LLaMA-Factory averages the loss over
+answer tokens and 2-token counts would otherwise weigh nothing (``mevlip.recipes.STANDIN_PRETRAIN_MIX``). Sized
+for under 15 minutes on 2 cores (measured 12.4 min): ``small`` mini-FLARE (whose chromosome images are partial
+spreads, ``mevlip.synth.catalog.WHOLE_KARYOTYPE``), the recipes' pre-training and 3 adapter epochs, a CPU-light router (``--final``, 60 steps).
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     for mode in modes:
         for task, row in metrics[mode]["primary_metrics"].items():
             value = row.get("flare25")
-            table[task][mode] = float("inf") if value == "Infinity" else value
+            table[task][mode] = _num(value)
             ns[task] = row.get("n", 0)
     lines = [
         "# ME-VLIP demo results (synthetic data, stand-in model)", "",

@@ -60,6 +60,11 @@ def test_results_table_has_every_cell_filled(quick_demo):
     assert "routing of the" in text and "router accuracy on" in text
     results = json.loads((out / "results.json").read_text())
     assert set(results["metrics"]) >= set(TASK_NAMES)
+    # the learning check: one verdict per task against the constant baseline, in the JSON and in the Markdown
+    assert set(results["learning"]) == set(TASK_NAMES)
+    verdict = r"(beats|below) \((clearly|within noise)\)|ties|n/a"
+    assert all(re.fullmatch(verdict, v) for v in results["learning"].values())
+    assert "## Did training learn?" in text and "Beats the constant baseline on" in text
 
 
 def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_path):
@@ -121,6 +126,8 @@ def test_learning_verdict_uses_the_models_interval():
     assert learning_verdict({"flare25": 0.1, "flare25_ci95": [0.05, 0.15]}, const, True) == "below (clearly)"
     mae = {"flare25": 9.0}  # lower is better; an unparsable-number MAE is infinite under the organisers' rules
     assert learning_verdict({"flare25": 5.2, "flare25_ci95": [3.6, 7.6]}, mae, False) == "beats (clearly)"
-    assert learning_verdict({"flare25": "Infinity", "flare25_ci95": [None, None]}, mae, False) == "below (within noise)"
+    assert learning_verdict({"flare25": "Infinity", "flare25_ci95": ["Infinity", "Infinity"]}, mae, False) == \
+        "below (clearly)"
+    assert learning_verdict({"flare25": 12.0, "flare25_ci95": [None, None]}, mae, False) == "below (within noise)"
     assert learning_verdict({"flare25": 0.0}, {"flare25": 0.0}, True) == "ties"
     assert learning_verdict(None, const, True) == "n/a"

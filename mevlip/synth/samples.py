@@ -297,7 +297,7 @@ def chromosome(rng: np.random.Generator, whole: bool = True) -> Group:
 
     ``whole``: all 46 chromosomes (female XX, male XY), as the real images, in 2-3 px wide boxes once the stand-in
     resizes the image to its 56 px tile. Otherwise a partial spread (a crop): 3-8 larger chromosomes with ids drawn
-    at random, so that the answer is ~40-170 tokens instead of ~850 and a CPU-sized model can learn its format in
+    at random, so that the answer is ~50-170 tokens instead of ~850 and a CPU-sized model can learn its format in
     minutes (the ``tiny`` and ``small`` scales; ``mevlip.synth.catalog.WHOLE_KARYOTYPE``).
     """
     image, draw = background(rng, (128, 128), (230, 230, 230), noise=6)
