@@ -262,3 +262,42 @@ def canonicalize(task_type: str, raw: object, options: Sequence[str] | None = No
     if task == "regression":
         return format_percentage(parsed)  # type: ignore[arg-type]
     return str(parsed)
+
+
+# ----------------------------------------------------------------------------------------------- the original's
+def original_parse_answer(output: str, task_type: str | None = None) -> str:
+    """The original inference.py's ``parse_answer``, line for line (for the ``original`` preset).
+
+    Original repository, ``docker_internvl/inference.py``: strip; keep what follows "Please provide a clear and
+    concise answer." if present; if the output has a newline, DROP ITS FIRST LINE; then by the record's raw
+    ``TaskType``, lower-cased and compared as written there: ``classification`` -> the last line;
+    ``multi-label classification`` -> every ``;``-separated part of every line, re-joined with ``"; "``;
+    ``detection``/``instance_detection`` -> the first ``{...}``/``[...]`` span, re-serialised by ``json`` when it
+    parses; ``cell counting``/``regression``/``counting`` -> the first number as written, ``"0"`` when none;
+    anything else (``report generation``, ``Report_Generation``, ``multi_label_classification``, ...) unchanged.
+    """
+    output = output.strip()
+    marker = "Please provide a clear and concise answer."
+    if marker in output:
+        output = output.split(marker)[-1].strip()
+    if "\n" in output:
+        output = output.split("\n", 1)[-1].strip()
+    task = (task_type or "").strip().lower()
+    if task == "classification":
+        lines = output.splitlines()
+        return lines[-1].strip() if lines else output
+    if task == "multi-label classification":
+        labels = [part.strip() for line in output.splitlines() for part in re.split(r"[;]", line) if part.strip()]
+        return "; ".join(labels)
+    if task in ("detection", "instance_detection"):
+        match = re.search(r"\{.*\}|\[.*\]", output, re.DOTALL)
+        if not match:
+            return output
+        try:
+            return json.dumps(json.loads(match.group()))
+        except (ValueError, RecursionError):  # the original caught everything here
+            return match.group()
+    if task in ("cell counting", "regression", "counting"):
+        match = re.search(r"[-+]?[0-9]*\.?[0-9]+", output)
+        return match.group() if match else "0"
+    return output

@@ -6,13 +6,16 @@ this module produces and that LLaMA-Factory parses each one. Paths inside the re
 ``llama_factory_internvl/``, the folder the README runs ``llamafactory-cli`` from (as LLaMA-Factory's own
 examples are relative to its repository root).
 
-Recipe sets:
+Recipe sets (``<set>_ours/`` is the same set under the opt-in ``ours`` preset, :mod:`mevlip.presets`):
 
-- ``train_qlora/``: the paper's QLoRA recipe for InternVL3-8B-hf, one file per adapter: ``general`` on
-  ``flare_all`` and one per task type on ``flare_<task>``.
+- ``train_qlora/``: InternVL3-8B-hf QLoRA. ``internvl_lora_sft_bnb.yaml`` is the authors' general-adapter recipe
+  value for value (original repository, ``llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml``;
+  the two keys we cannot keep are in :data:`PAPER_RECIPE_DEPARTURES`). The authors published no recipe for the
+  seven task adapters: ``internvl_lora_sft_bnb_<task>.yaml`` are OURS, the general recipe's settings on the task's
+  subset ``flare_<task>``, and say so in their header.
 - ``multi_gpu/``: the general adapter under DeepSpeed ZeRO-2 (``FORCE_TORCHRUN=1``).
 - ``standin/``: CPU recipes for the tiny stand-in: a full fine-tune that gives the random stand-in some
-  knowledge (``pretrain_full.yaml``), then the paper's QLoRA adapter recipe on top, one file per adapter.
+  knowledge (``pretrain_full.yaml``), then the QLoRA adapter recipes above on top, one file per adapter.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import logging
 from pathlib import Path
 
-from mevlip.prompts import DEFAULT_SYSTEM
+from mevlip.presets import DEFAULT_PRESET, GENERAL_DATASET, TRAINING_PRESETS, training_preset
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, get_task
 
 logger = logging.getLogger(__name__)
@@ -37,15 +40,17 @@ STANDIN_PRETRAINED = "saves/standin/pretrained"
 ADAPTERS: tuple[str, ...] = (GENERAL_ADAPTER, *TASK_NAMES)
 ADAPTER_STEM = "internvl_lora_sft_bnb"
 
-#: The paper's general adapter: InternVL3-8B-hf, QLoRA (bnb 4-bit nf4), LoRA rank 8 on every linear layer of the
-#: language model, 3 epochs, batch 2 x 4, lr 2e-4 linear with 3 % warm-up, bf16, cutoff 2048.
-#: Sections follow LLaMA-Factory's examples; ``None`` values are left out of the YAML.
+#: The authors' general-adapter recipe, value for value (original repository,
+#: ``llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml``; its run:
+#: ``llama/internvl/output.122183_4294967294.txt``), except :data:`PAPER_RECIPE_DEPARTURES`. InternVL3-8B-hf, QLoRA
+#: (bnb 4-bit nf4, no double quantisation), LoRA rank 8 on every linear layer of the language model, 3 epochs,
+#: batch 2 x 4, lr 2e-4 linear with 3 % warm-up, bf16, cutoff 2048. ``None`` values are left out of the YAML.
 PAPER_QLORA: dict[str, dict] = {
     "model": {
         "model_name_or_path": PAPER_MODEL,
         "quantization_bit": 4,
         "quantization_method": "bnb",
-        "quantization_type": "nf4",
+        "double_quantization": False,
     },
     "method": {
         "stage": "sft",
@@ -53,26 +58,27 @@ PAPER_QLORA: dict[str, dict] = {
         "finetuning_type": "lora",
         "lora_rank": 8,
         # LLaMA-Factory's "all" = every Linear outside lm_head, the projector and (frozen by default,
-        # freeze_vision_tower: true) the vision tower: q,k,v,o,gate,up,down_proj of the language model.
+        # freeze_vision_tower: true) the vision tower: q,k,v,o,gate,up,down_proj of the language model (the log:
+        # "Found linear modules: v_proj,k_proj,o_proj,up_proj,q_proj,down_proj,gate_proj").
         "lora_target": "all",
     },
     "dataset": {
-        "dataset": "flare_all",
-        "dataset_dir": "data",
+        "dataset": GENERAL_DATASET,
         "template": "intern_vl",
-        # Set explicitly: the intern_vl template's own default is a long Chinese system prompt, and inference
-        # renders this same string (mevlip.prompts.DEFAULT_SYSTEM; shared/prompt_parity.md section 2).
-        "default_system": DEFAULT_SYSTEM,
+        # Their vendored LLaMA-Factory's intern_vl template had default_system="" (the log's rendered example
+        # starts with <|im_start|>user); stock 0.9.5's has a long Chinese prompt, so "" is set explicitly.
+        "default_system": "",
         "cutoff_len": 2048,
         "overwrite_cache": True,
         "preprocessing_num_workers": 16,
         "dataloader_num_workers": 4,
     },
     "output": {
-        "output_dir": "saves/internvl3-8b/qlora/general",
+        "output_dir": "saves/internvl/lora/sft",
         "logging_steps": 10,
         "save_steps": 500,
         "plot_loss": True,
+        "overwrite_output_dir": True,
         "save_only_model": False,
         "report_to": "none",
     },
@@ -86,6 +92,14 @@ PAPER_QLORA: dict[str, dict] = {
         "bf16": True,
         "ddp_timeout": 180000000,
     },
+}
+
+#: The authors' recipe keys we do not keep, and why (docs/fidelity.md).
+PAPER_RECIPE_DEPARTURES: dict[str, str] = {
+    "trust_remote_code": "true in theirs; left out (false): InternVL3-8B-hf is native in transformers, and this "
+                         "project never runs code from a model folder",
+    "report_to": "wandb in theirs; none here (no network at run time). Pass report_to=wandb on the command line to "
+                 "log as they did",
 }
 
 #: CPU settings shared by every stand-in recipe. Gradient checkpointing saves no memory worth having on a model of
@@ -127,7 +141,7 @@ STANDIN_PRETRAIN: dict[str, dict] = {
         "dataset": ",".join(get_task(t).dataset_entry for t in STANDIN_PRETRAIN_MIX),
         "dataset_dir": "data",
         "template": "intern_vl",
-        "default_system": DEFAULT_SYSTEM,
+        "default_system": "",
         "cutoff_len": 2048,
         "overwrite_cache": True,
         "mix_strategy": "interleave_over",
@@ -176,39 +190,57 @@ def _merge(base: dict[str, dict], **changes) -> dict[str, dict]:
     return recipe
 
 
-def paper_recipe(adapter: str = GENERAL_ADAPTER) -> dict[str, dict]:
-    """The paper's QLoRA recipe for one adapter (``general`` on ``flare_all``, a task on ``flare_<task>``)."""
-    return _merge(PAPER_QLORA, dataset=dataset_entry(adapter),
-                  output_dir=f"saves/internvl3-8b/qlora/{adapter}")
+def with_preset(recipe: dict[str, dict], preset: str = DEFAULT_PRESET) -> dict[str, dict]:
+    """A recipe under a training preset: ``paper`` as is; ``ours`` with its system prompt and double quantisation."""
+    spec = training_preset(preset)
+    changes = {"default_system": spec.system}
+    if "quantization_bit" in recipe["model"]:
+        changes["double_quantization"] = spec.double_quantization
+    return _merge(recipe, **changes)
 
 
-def multi_gpu_recipe() -> dict[str, dict]:
+def paper_recipe(adapter: str = GENERAL_ADAPTER, preset: str = DEFAULT_PRESET) -> dict[str, dict]:
+    """The QLoRA recipe of one adapter: the authors' for ``general``; for a task, ours (their settings on
+    ``flare_<task>``)."""
+    output_dir = PAPER_QLORA["output"]["output_dir"] if adapter == GENERAL_ADAPTER else f"saves/internvl/{adapter}"
+    return with_preset(_merge(PAPER_QLORA, dataset=dataset_entry(adapter), output_dir=output_dir), preset)
+
+
+def multi_gpu_recipe(preset: str = DEFAULT_PRESET) -> dict[str, dict]:
     """The general adapter under DeepSpeed ZeRO-2; launch with ``FORCE_TORCHRUN=1``."""
-    recipe = paper_recipe(GENERAL_ADAPTER)
+    recipe = paper_recipe(GENERAL_ADAPTER, preset)
     recipe["train"]["deepspeed"] = "examples/deepspeed/ds_z2_config.json"
     return recipe
 
 
-def standin_pretrain_recipe() -> dict[str, dict]:
+def standin_pretrain_recipe(preset: str = DEFAULT_PRESET) -> dict[str, dict]:
     """Full fine-tune of the random stand-in on CPU."""
-    return _merge(STANDIN_PRETRAIN, **_CPU)
+    return with_preset(_merge(STANDIN_PRETRAIN, **_CPU), preset)
 
 
-def standin_adapter_recipe(adapter: str = GENERAL_ADAPTER) -> dict[str, dict]:
-    """The paper's QLoRA adapter recipe on the fully fine-tuned stand-in, on CPU (departures named above)."""
-    recipe = _merge(paper_recipe(adapter), model_name_or_path=STANDIN_PRETRAINED, per_device_train_batch_size=8,
-                    gradient_accumulation_steps=1, output_dir=f"saves/standin/adapters/{adapter}", save_steps=None,
-                    save_strategy="no", **_CPU)
-    return recipe
+def standin_adapter_recipe(adapter: str = GENERAL_ADAPTER, preset: str = DEFAULT_PRESET) -> dict[str, dict]:
+    """The QLoRA adapter recipe on the fully fine-tuned stand-in, on CPU (departures named above)."""
+    return _merge(paper_recipe(adapter, preset), model_name_or_path=STANDIN_PRETRAINED, per_device_train_batch_size=8,
+                  gradient_accumulation_steps=1, output_dir=f"saves/standin/adapters/{adapter}", save_steps=None,
+                  save_strategy="no", **_CPU)
+
+
+def recipe_dir_name(kind: str, preset: str = DEFAULT_PRESET) -> str:
+    """The folder of a recipe set under ``examples/``: ``train_qlora``, ``standin``, ``multi_gpu``, or
+    ``<kind>_ours`` under the ``ours`` preset."""
+    training_preset(preset)
+    return kind if preset == DEFAULT_PRESET else f"{kind}_{preset}"
 
 
 def dataset_entry(adapter: str) -> str:
-    """The ``dataset_info.json`` entry an adapter trains on."""
-    return "flare_all" if adapter == GENERAL_ADAPTER else get_task(adapter).dataset_entry
+    """The ``dataset_info.json`` entry an adapter trains on (``internvl`` for the general one, as the authors')."""
+    return GENERAL_DATASET if adapter == GENERAL_ADAPTER else get_task(adapter).dataset_entry
 
 
 def adapter_for_dataset(dataset: str) -> str:
-    """Inverse of :func:`dataset_entry`."""
+    """Inverse of :func:`dataset_entry` (``flare_all``, the same rows as ``internvl``, also means general)."""
+    if dataset == "flare_all":
+        return GENERAL_ADAPTER
     for adapter in ADAPTERS:
         if dataset_entry(adapter) == dataset:
             return adapter
@@ -270,35 +302,59 @@ _GENERATED = "Generated by `python -m mevlip.recipes`; edit mevlip/recipes.py, n
 _RUN = "Run from llama_factory_internvl/:"
 
 
+def _preset_line(preset: str) -> str:
+    spec = training_preset(preset)
+    return (f"Preset {preset}: {spec.summary}.\n"
+            f"Train it on data prepared with: python scripts/data_preparation.py --preset {preset}")
+
+
 def render_all() -> dict[str, str]:
     """Every generated file under ``examples/``: relative path -> text."""
     files: dict[str, str] = {}
-    for adapter in ADAPTERS:
-        files[f"train_qlora/{adapter_filename(adapter)}"] = to_yaml(paper_recipe(adapter), header=(
-            f"The paper's QLoRA recipe, {adapter} adapter (dataset {dataset_entry(adapter)}).\n"
-            f"{_RUN} llamafactory-cli train examples/train_qlora/{adapter_filename(adapter)}\n"
-            "LLaMA-Factory defaults in effect: lora_alpha 16 (2 x rank), lora_dropout 0, double quantization,\n"
-            "freeze_vision_tower true, freeze_multi_modal_projector true, image_max_pixels 768*768,\n"
-            "crop_to_patches false (one tile per image).\n"
+    paper_departures = "\n".join(f"  {k}: {v}" for k, v in PAPER_RECIPE_DEPARTURES.items())
+    standin_departures = "\n".join(f"  {k}: {v}" for k, v in STANDIN_ADAPTER_DEPARTURES.items())
+    for preset in TRAINING_PRESETS:
+        qlora, standin, multi = (recipe_dir_name(k, preset) for k in ("train_qlora", "standin", "multi_gpu"))
+        for adapter in ADAPTERS:
+            if adapter == GENERAL_ADAPTER and preset == DEFAULT_PRESET:
+                origin = ("The authors' general-adapter recipe, value for value (original repository:\n"
+                          "llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml), except:\n"
+                          f"{paper_departures}")
+            elif adapter == GENERAL_ADAPTER:
+                origin = ("The authors' general-adapter recipe under OUR opt-in preset (system prompt, double\n"
+                          "quantisation; docs/fidelity.md), except:\n" f"{paper_departures}")
+            else:
+                origin = (f"OUR recipe for the {adapter} adapter: the authors published none for task adapters;\n"
+                          "this is their general recipe's settings on the task's subset.")
+            files[f"{qlora}/{adapter_filename(adapter)}"] = to_yaml(paper_recipe(adapter, preset), header=(
+                f"{origin}\n{_preset_line(preset)}\n"
+                f"{_RUN} llamafactory-cli train examples/{qlora}/{adapter_filename(adapter)}\n"
+                "LLaMA-Factory defaults in effect: lora_alpha 16 (2 x rank), lora_dropout 0, quantization_type nf4,\n"
+                "freeze_vision_tower true, freeze_multi_modal_projector true, image_max_pixels 768*768,\n"
+                "crop_to_patches false (one tile per image), dataset_dir data.\n"
+                f"{_GENERATED}"))
+        files[f"{multi}/{ADAPTER_STEM}_ds_z2.yaml"] = to_yaml(multi_gpu_recipe(preset), header=(
+            "The general adapter on several GPUs with DeepSpeed ZeRO-2 (effective batch = 2 x 4 x GPUs; the authors\n"
+            "trained on one GPU).\n"
+            f"{_preset_line(preset)}\n"
+            f"{_RUN} FORCE_TORCHRUN=1 llamafactory-cli train examples/{multi}/{ADAPTER_STEM}_ds_z2.yaml\n"
+            "Needs `pip install deepspeed`.\n"
             f"{_GENERATED}"))
-    files[f"multi_gpu/{ADAPTER_STEM}_ds_z2.yaml"] = to_yaml(multi_gpu_recipe(), header=(
-        "The paper's general adapter on several GPUs with DeepSpeed ZeRO-2 (effective batch = 2 x 4 x GPUs).\n"
-        f"{_RUN} FORCE_TORCHRUN=1 llamafactory-cli train examples/multi_gpu/{ADAPTER_STEM}_ds_z2.yaml\n"
-        "Needs `pip install deepspeed`.\n"
-        f"{_GENERATED}"))
-    files["standin/pretrain_full.yaml"] = to_yaml(standin_pretrain_recipe(), header=(
-        "CPU: full fine-tune of the random stand-in (vision tower and projector unfrozen) before its adapters.\n"
-        "Tasks are mixed by interleave_probs (mevlip.recipes.STANDIN_PRETRAIN_MIX says why), not concatenated.\n"
-        f"{_RUN} llamafactory-cli train examples/standin/pretrain_full.yaml\n"
-        f"{_GENERATED}"))
-    departures = "\n".join(f"  {k}: {v}" for k, v in STANDIN_ADAPTER_DEPARTURES.items())
-    for adapter in ADAPTERS:
-        files[f"standin/{adapter_filename(adapter)}"] = to_yaml(standin_adapter_recipe(adapter), header=(
-            f"CPU: the paper's QLoRA recipe on the fully fine-tuned stand-in, {adapter} adapter.\n"
-            f"Departures from the paper:\n{departures}\n"
-            f"{_RUN} python scripts/train_adapters.py --recipe_dir examples/standin \\\n"
-            "  --adapters_dir saves/standin/adapters\n"
+        files[f"{standin}/pretrain_full.yaml"] = to_yaml(standin_pretrain_recipe(preset), header=(
+            "CPU: full fine-tune of the random stand-in (vision tower and projector unfrozen) before its adapters.\n"
+            "Tasks are mixed by interleave_probs (mevlip.recipes.STANDIN_PRETRAIN_MIX says why), not concatenated.\n"
+            f"{_preset_line(preset)}\n"
+            f"{_RUN} llamafactory-cli train examples/{standin}/pretrain_full.yaml\n"
             f"{_GENERATED}"))
+        for adapter in ADAPTERS:
+            whose = "the authors' general recipe" if adapter == GENERAL_ADAPTER else "OUR task recipe"
+            files[f"{standin}/{adapter_filename(adapter)}"] = to_yaml(standin_adapter_recipe(adapter, preset), header=(
+                f"CPU: {whose} (examples/{qlora}/{adapter_filename(adapter)}) on the fully fine-tuned stand-in,\n"
+                f"{adapter} adapter. Departures from that recipe:\n{standin_departures}\n"
+                f"{_preset_line(preset)}\n"
+                f"{_RUN} python scripts/train_adapters.py --recipe_dir examples/{standin} \\\n"
+                "  --adapters_dir saves/standin/adapters\n"
+                f"{_GENERATED}"))
     files["deepspeed/ds_z2_config.json"] = json.dumps(ds_z2_config(), indent=2) + "\n"
     return files
 

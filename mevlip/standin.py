@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mevlip.prompts import DEFAULT_SYSTEM
+from mevlip.presets import OURS_SYSTEM
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def corpus_texts(data_root: str | os.PathLike) -> list[str]:
     """Every question and answer of a FLARE-format root, plus the system prompt, in a stable order."""
     from mevlip.flare import discover, iter_records
 
-    texts = [DEFAULT_SYSTEM]
+    texts = [OURS_SYSTEM]  # the opt-in preset's system prompt tokenizes compactly too
     for _, _, record in iter_records(discover(data_root, gt="prefer")):
         texts.append(record["Question"])
         if str(record["Answer"]).strip():

@@ -1,9 +1,10 @@
 """Load InternVL3-hf (or the stand-in) with its LoRA adapters, and generate answers in batches.
 
 The base loads natively in transformers (no ``trust_remote_code``), in 4-bit nf4 on CUDA as the paper (and with
-the same ``BitsAndBytesConfig`` LLaMA-Factory trained the QLoRA adapters under: double quantisation, compute and
-storage dtype = the training dtype), or in float32 on CPU. Inputs are built by :mod:`mevlip.prompts`, so they are
-the token ids and pixels LLaMA-Factory trained on (``shared/prompt_parity.md``).
+the same ``BitsAndBytesConfig`` LLaMA-Factory trained the QLoRA adapters under: the preset's double quantisation,
+compute and storage dtype = the training dtype), or in float32 on CPU. Inputs are built by :mod:`mevlip.prompts`
+under a preset (:mod:`mevlip.presets`), so they are the token ids and pixels LLaMA-Factory trained on
+(``shared/prompt_parity.md``), or, under ``original``, what the original inference.py fed the model.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from mevlip.prompts import DEFAULT_SYSTEM, build_inference_prompt, load_image, processor_kwargs, render_user
+from mevlip.presets import DEFAULT_PRESET, Preset, get_preset
+from mevlip.inference_inputs import build_batch
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,10 @@ class VLMConfig:
             answers with the base model alone.
         device: ``cuda:0``, ``cpu``, ...
         quantization: ``4bit`` (nf4, as QLoRA training), ``none``, or ``auto`` (4bit on CUDA, none on CPU).
-        system: the recipes' ``default_system``.
-        crop_to_patches: the recipes' ``crop_to_patches`` (False: one tile per image, LLaMA-Factory's default).
+        preset: ``paper``, ``ours`` or ``original`` (:mod:`mevlip.presets`): prompt, images, tiles, double
+            quantisation.
+        system: override the preset's system prompt (must equal the recipes' ``default_system``).
+        crop_to_patches: override the preset's tiling (the recipes' ``crop_to_patches``).
         image_max_pixels / image_min_pixels: the recipes' values (LLaMA-Factory's defaults).
     """
 
@@ -39,10 +43,23 @@ class VLMConfig:
     adapters_dir: str | None = None
     device: str = "cpu"
     quantization: str = "auto"
-    system: str = DEFAULT_SYSTEM
-    crop_to_patches: bool = False
+    preset: str = DEFAULT_PRESET
+    system: str | None = None
+    crop_to_patches: bool | None = None
     image_max_pixels: int = 768 * 768
     image_min_pixels: int = 32 * 32
+
+    def resolved(self) -> Preset:
+        """The preset with this config's overrides applied."""
+        from dataclasses import replace
+
+        preset = get_preset(self.preset)
+        changes = {}
+        if self.system is not None:
+            changes["system"] = self.system
+        if self.crop_to_patches is not None:
+            changes["crop_to_patches"] = self.crop_to_patches
+        return replace(preset, **changes) if changes else preset
 
 
 class VLM:
@@ -52,6 +69,7 @@ class VLM:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config = config
+        self.preset = config.resolved()
         device = torch.device(config.device)
         quant = config.quantization
         if quant == "auto":
@@ -62,7 +80,8 @@ class VLM:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=self.preset.double_quantization,
                 bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
             kwargs["device_map"] = {"": device}
         elif quant != "none":
@@ -82,20 +101,24 @@ class VLM:
         self.active: str | None = None
 
     def _load_adapters(self, model, adapters_dir: str | None) -> list[str]:
+        """Load every adapter :func:`mevlip.adapters_layout.find_adapters` finds (our layout or the release's)."""
+        from mevlip.adapters_layout import find_adapters
+
         self.peft_model = None
+        self.adapter_folders: dict[str, Path] = {}
         if not adapters_dir:
             return []
-        folders = sorted(p for p in Path(adapters_dir).iterdir() if (p / "adapter_config.json").is_file())
-        if not folders:
-            raise FileNotFoundError(f"no LoRA adapter (adapter_config.json) under {adapters_dir}")
+        folders = find_adapters(adapters_dir).folders
         from peft import PeftModel
 
-        self.peft_model = PeftModel.from_pretrained(model, str(folders[0]), adapter_name=folders[0].name)
-        for folder in folders[1:]:
-            self.peft_model.load_adapter(str(folder), adapter_name=folder.name)
-        names = [f.name for f in folders]
-        logger.info("loaded adapters: %s", ", ".join(names))
-        return names
+        for name, folder in folders.items():
+            if self.peft_model is None:
+                self.peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+            else:
+                self.peft_model.load_adapter(str(folder), adapter_name=name)
+        self.adapter_folders = dict(folders)
+        logger.info("loaded adapters: %s", ", ".join(f"{n} ({f})" for n, f in folders.items()))
+        return list(folders)
 
     def use(self, adapter: str | None) -> None:
         """Make ``adapter`` active (``None``: the base model, adapters disabled)."""
@@ -108,14 +131,12 @@ class VLM:
         self.active = adapter
 
     def build_inputs(self, items: list[tuple[str, list[str]]]):
-        """Processor inputs for a batch of ``(question, image paths)``, left-padded, exactly as trained."""
-        texts, images = [], []
-        for question, paths in items:
-            texts.append(build_inference_prompt(render_user(question, len(paths)), self.processor.image_token,
-                                                self.config.system))
-            images += [load_image(p, self.config.image_max_pixels, self.config.image_min_pixels) for p in paths]
-        return self.processor(images=images, text=texts, return_tensors="pt", padding=True,
-                              **processor_kwargs(self.config.crop_to_patches))
+        """Processor inputs for a batch of ``(question, image paths)``, left-padded, as the preset trained.
+
+        The caller passes the images the preset feeds (``first``: one); each is one tile unless the preset tiles.
+        """
+        return build_batch(self.processor, [q for q, _ in items], [paths for _, paths in items], self.preset,
+                           self.config.image_max_pixels, self.config.image_min_pixels)
 
     @torch.inference_mode()
     def generate(self, items: list[tuple[str, list[str]]], max_new_tokens: int = 512) -> list[str]:

@@ -1,8 +1,8 @@
 """Shared helpers for the stand-in tests: one stand-in per session, ShareGPT rows from mini-FLARE records.
 
 Imported explicitly by ``test_standin.py``, ``test_parity.py``, ``test_train_qlora.py`` (pytest only collects
-``conftest.py`` by itself). Until the data-preparation code lands, rows are built here with
-:func:`mevlip.prompts.render_user`, in the format it will write (``shared/prompt_parity.md`` section 1).
+``conftest.py`` by itself). Rows are built here with :func:`mevlip.prompts.render_user` under a preset, in the
+format data preparation writes (``test_parity.py`` checks that they are equal).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from mevlip.flare import discover, load_records, resolve_images, safe_extract
-from mevlip.prompts import render_user
+from mevlip.prompts import render_user, select_images
+from mevlip.presets import get_preset
 from mevlip.recipes import ADAPTERS, dataset_entry
 from mevlip.tasks import normalize_task_type
 
@@ -46,16 +47,23 @@ def extracted_copy(tmp_path_factory, mini_flare_root: Path) -> Path:
     return out
 
 
-def sharegpt_row(record: dict, dataset_dir: Path) -> dict:
-    """One training row as data preparation writes it: user value from ``render_user``, absolute image paths."""
+def sharegpt_rows(record: dict, dataset_dir: Path, preset: str = "paper") -> list[dict]:
+    """A record's training rows as data preparation writes them under ``preset`` (``paper``: one per image), with
+    absolute image paths and the question kept in a ``question`` key (LLaMA-Factory ignores extra keys)."""
     paths = [str(p) for p in resolve_images(dataset_dir, record)]
-    return {
+    return [{
         "conversations": [
-            {"from": "human", "value": render_user(record["Question"], len(paths))},
+            {"from": "human", "value": render_user(record["Question"], len(images), preset)},
             {"from": "gpt", "value": str(record["Answer"])},
         ],
-        "images": paths,
-    }
+        "images": images,
+        "question": record["Question"],
+    } for images in select_images(paths, get_preset(preset).multi_image)]
+
+
+def sharegpt_row(record: dict, dataset_dir: Path, preset: str = "paper") -> dict:
+    """The first of :func:`sharegpt_rows` (``paper``: the row of the record's first image)."""
+    return sharegpt_rows(record, dataset_dir, preset)[0]
 
 
 def records_by_task(root: Path, split: str = "training") -> dict[str, list[tuple[dict, Path]]]:
@@ -68,7 +76,7 @@ def records_by_task(root: Path, split: str = "training") -> dict[str, list[tuple
 
 
 def write_dataset(out: Path, rows_by_task: dict[str, list[dict]]) -> Path:
-    """Write ``flare_<task>.json`` files, ``flare_all.json`` and a ``dataset_info.json`` with every adapter entry."""
+    """Write ``flare_<task>.json`` files, the general adapter's ``internvl.json`` and a ``dataset_info.json``."""
     out.mkdir(parents=True, exist_ok=True)
     info = {}
     everything = []
@@ -82,6 +90,6 @@ def write_dataset(out: Path, rows_by_task: dict[str, list[dict]]) -> Path:
     for adapter in ADAPTERS[1:]:
         entry = dataset_entry(adapter)
         (out / f"{entry}.json").write_text(json.dumps(rows_by_task.get(adapter, []), indent=1), encoding="utf-8")
-    (out / "flare_all.json").write_text(json.dumps(everything, indent=1), encoding="utf-8")
+    (out / f"{dataset_entry('general')}.json").write_text(json.dumps(everything, indent=1), encoding="utf-8")
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out

@@ -1,13 +1,20 @@
 """Prompt parity: what LLaMA-Factory trains on == what inference feeds ``generate``, ids and pixels.
 
 For one mini-FLARE record of each task type (and a multi-image record where the data has them: neojaundice,
-bcn20000 and IU_XRay keep ``ImageName`` lists), LLaMA-Factory's own pipeline (``get_train_args`` on the stand-in
-recipe, ``get_dataset``, the SFT collator; ``shared/prompt_parity.md`` section 5) runs in a subprocess per config,
-because its template registry is global state (pitfall 8). Inference builds its inputs with
-:func:`mevlip.inference_inputs.build_inputs`. The prompt ids must be equal and the pixels ``torch.equal``.
+bcn20000 and IU_XRay keep ``ImageName`` lists), under each training preset (``paper``, the default: one row per
+image, ``"<image> " + question``, no system turn; ``ours``: every image in one row, a system prompt),
+LLaMA-Factory's own pipeline (``get_train_args`` on the preset's stand-in recipe, ``get_dataset``, the SFT
+collator; ``shared/prompt_parity.md`` section 5) runs in a subprocess per config, because its template registry is
+global state (pitfall 8). Inference builds its inputs with :func:`mevlip.inference_inputs.build_inputs` under the
+same preset. The prompt ids must be equal and the pixels ``torch.equal``. Under ``paper`` inference feeds a
+multi-image record's first image only: its input must equal the record's first training row.
 
-Golden snapshots (``tests/snapshots/prompts/<task>.json``) freeze the rendered prompt of one question per task
-type; they change only when the test runs with ``UPDATE_SNAPSHOTS=1``.
+Golden snapshots (``tests/snapshots/prompts/<task>.json``) freeze the rendered ``paper`` prompt of one question per
+task type; they change only when the test runs with ``UPDATE_SNAPSHOTS=1``. They were reviewed against the
+authors' training log (original repository, ``llama_factory_internvl/llama/internvl/output.122183_4294967294.txt``:
+``inputs:`` starts ``<|im_start|>user\n<img>``, and the question follows ``</img>`` after one space), and
+:func:`test_paper_prompt_is_the_authors_log_format` checks that shape from hand-written strings, independently of
+the renderer.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STANDIN_RECIPE = REPO / "llama_factory_internvl" / "examples" / "standin" / "internvl_lora_sft_bnb.yaml"
+EXAMPLES = REPO / "llama_factory_internvl" / "examples"
+#: The stand-in recipe of each training preset (their default_system differs: "" for paper).
+STANDIN_RECIPES = {"paper": EXAMPLES / "standin" / "internvl_lora_sft_bnb.yaml",
+                   "ours": EXAMPLES / "standin_ours" / "internvl_lora_sft_bnb.yaml"}
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots" / "prompts"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
@@ -63,8 +73,8 @@ def _lf_worker(spec_path: str) -> None:
     torch.save({"results": results, "settings": settings}, spec["out"])
 
 
-def run_lf(tmp: Path, model_dir: Path, rows: list[dict], **overrides) -> dict:
-    """LLaMA-Factory's view of ``rows`` under the stand-in recipe plus ``overrides``, from a fresh process."""
+def run_lf(tmp: Path, model_dir: Path, rows: list[dict], preset: str = "paper", **overrides) -> dict:
+    """LLaMA-Factory's view of ``rows`` under the preset's stand-in recipe plus ``overrides``, in a fresh process."""
     import torch
 
     tmp.mkdir(parents=True, exist_ok=True)
@@ -72,7 +82,7 @@ def run_lf(tmp: Path, model_dir: Path, rows: list[dict], **overrides) -> dict:
     (tmp / "dataset_info.json").write_text(json.dumps({"parity": {
         "file_name": "parity.json", "formatting": "sharegpt",
         "columns": {"messages": "conversations", "images": "images"}}}), encoding="utf-8")
-    spec = {"recipe": str(STANDIN_RECIPE), "out": str(tmp / "lf.pt"), "overrides": {
+    spec = {"recipe": str(STANDIN_RECIPES[preset]), "out": str(tmp / "lf.pt"), "overrides": {
         "model_name_or_path": str(model_dir), "dataset": "parity", "dataset_dir": str(tmp),
         "output_dir": str(tmp / "out"), "overwrite_cache": True, **overrides}}
     (tmp / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
@@ -90,10 +100,13 @@ if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--lf-worker
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-from conftest_standin import extracted_copy, records_by_task, sharegpt_row, standin_dir  # noqa: E402
+from conftest_standin import extracted_copy, records_by_task, sharegpt_rows, standin_dir  # noqa: E402
 
-from mevlip.prompts import DEFAULT_SYSTEM, build_inference_prompt, render_user  # noqa: E402
+from mevlip.presets import OURS_SYSTEM, get_preset  # noqa: E402
+from mevlip.prompts import build_inference_prompt, render_user  # noqa: E402
 from mevlip.tasks import TASK_NAMES  # noqa: E402
+
+PRESETS = tuple(STANDIN_RECIPES)
 
 
 @pytest.fixture(scope="module")
@@ -146,40 +159,59 @@ def _n_images(record: dict) -> int:
     return len(record["ImageName"]) if isinstance(record["ImageName"], list) else 1
 
 
-def _rows(cases, resize_cases) -> list[dict]:
-    rows = [sharegpt_row(record, folder) for _, _, record, folder in cases]
+def _rows(cases, resize_cases, preset: str = "paper") -> list[tuple[str, dict]]:
+    """``(label, row)`` for every training row of the cases (``paper``: one per image) and the resize images."""
+    rows = [(f"{case_id} row {i}", row) for case_id, _, record, folder in cases
+            for i, row in enumerate(sharegpt_rows(record, folder, preset))]
     question = "Count the number of cells visible."
-    rows += [{"conversations": [{"from": "human", "value": render_user(question, 1)}, {"from": "gpt", "value": "3"}],
-              "images": [str(p)]} for p in resize_cases]
-    rows.append({"conversations": [{"from": "human", "value": render_user(question, 3)},
-                                   {"from": "gpt", "value": "3"}], "images": [str(p) for p in resize_cases]})
+    for n, images in [(1, [p]) for p in resize_cases] + [(3, resize_cases)]:
+        for i, chosen in enumerate(images if get_preset(preset).multi_image == "explode" else [images]):
+            chosen = [chosen] if not isinstance(chosen, list) else chosen
+            rows.append((f"resize {n} image(s) row {i}", {
+                "conversations": [{"from": "human", "value": render_user(question, len(chosen), preset)},
+                                  {"from": "gpt", "value": "3"}],
+                "images": [str(x) for x in chosen], "question": question}))
     return rows
 
 
 @pytest.fixture(scope="module")
-def lf_default(tmp_path_factory, model_dir, cases, resize_cases, snapshot_inputs, snapshot_images):
-    """LLaMA-Factory's tensors under the stand-in recipe as committed (one tile per image)."""
-    rows = _rows(cases, resize_cases) + [_snapshot_row(s, snapshot_images) for s in snapshot_inputs.values()]
-    return run_lf(tmp_path_factory.mktemp("lf_default"), model_dir, rows)
+def lf_runs(tmp_path_factory, model_dir, cases, resize_cases, snapshot_inputs, snapshot_images):
+    """``preset -> LLaMA-Factory's tensors`` under each preset's stand-in recipe as committed (one tile per image);
+    the paper run also holds the snapshot rows."""
+    runs = {}
+    for preset in PRESETS:
+        rows = [r for _, r in _rows(cases, resize_cases, preset)]
+        if preset == "paper":
+            rows += [_snapshot_row(s, snapshot_images) for s in snapshot_inputs.values()]
+        runs[preset] = run_lf(tmp_path_factory.mktemp(f"lf_{preset}"), model_dir, rows, preset)
+        runs[preset]["preset"] = preset
+    return runs
+
+
+@pytest.fixture(scope="module")
+def lf_paper(lf_runs):
+    return lf_runs["paper"]
 
 
 @pytest.fixture(scope="module")
 def lf_crop(tmp_path_factory, model_dir, cases, resize_cases):
-    """The same rows with ``crop_to_patches: true`` (up to 12 tiles + thumbnail per image)."""
-    return run_lf(tmp_path_factory.mktemp("lf_crop"), model_dir, _rows(cases, resize_cases), crop_to_patches=True)
+    """The paper rows with ``crop_to_patches: true`` (up to 12 tiles + thumbnail per image)."""
+    rows = [r for _, r in _rows(cases, resize_cases)]
+    return run_lf(tmp_path_factory.mktemp("lf_crop"), model_dir, rows, crop_to_patches=True)
 
 
 # ----------------------------------------------------------------------------------------------- parity
-def _check(processor, lf: dict, row: dict, index: int, label: str) -> None:
+def _check(processor, lf: dict, row: dict, index: int, label: str, preset: str = "paper") -> None:
     import torch
+    from dataclasses import replace
 
     from mevlip.inference_inputs import build_inputs
 
     settings = lf["settings"]
-    question = row["conversations"][0]["value"].split("\n", 1)[1]
-    assert render_user(question, len(row["images"])) == row["conversations"][0]["value"]
-    inputs = build_inputs(processor, question, row["images"], system=settings["default_system"],
-                          crop_to_patches=settings["crop_to_patches"], max_pixels=settings["image_max_pixels"],
+    question = row["question"]
+    assert render_user(question, len(row["images"]), preset) == row["conversations"][0]["value"]
+    spec = replace(get_preset(preset), system=settings["default_system"], crop_to_patches=settings["crop_to_patches"])
+    inputs = build_inputs(processor, question, row["images"], spec, max_pixels=settings["image_max_pixels"],
                           min_pixels=settings["image_min_pixels"])
     expected = lf["results"][index]
     got = inputs["input_ids"][0].tolist()
@@ -189,25 +221,53 @@ def _check(processor, lf: dict, row: dict, index: int, label: str) -> None:
     assert torch.equal(inputs["pixel_values"], expected["pixel_values"]), f"{label}: pixel_values differ"
 
 
-def test_recipe_settings_reach_llamafactory(lf_default):
-    """The worker really ran the recipe: our system prompt, the intern_vl template, one tile per image."""
+@pytest.mark.parametrize("preset", PRESETS)
+def test_recipe_settings_reach_llamafactory(preset, lf_runs):
+    """The worker really ran the preset's recipe: its system prompt (paper: none), intern_vl, one tile per image."""
+    lf_default = lf_runs[preset]
     settings = lf_default["settings"]
-    assert settings == {"default_system": DEFAULT_SYSTEM, "crop_to_patches": False, "image_max_pixels": 768 * 768,
+    system = "" if lf_default["preset"] == "paper" else OURS_SYSTEM
+    assert settings == {"default_system": system, "crop_to_patches": False, "image_max_pixels": 768 * 768,
                         "image_min_pixels": 32 * 32, "template": "intern_vl"}
     first = lf_default["results"][0]
-    assert first["prompt_text"].startswith(f"<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\n<img>")
+    head = "<|im_start|>user\n<img>" if lf_default["preset"] == "paper" else (
+        f"<|im_start|>system\n{OURS_SYSTEM}<|im_end|>\n<|im_start|>user\n<img>")
+    assert first["prompt_text"].startswith(head)
+    assert "<|im_start|>system" not in first["prompt_text"] or lf_default["preset"] != "paper"
     assert first["target_text"].endswith("<|im_end|>\n")
 
 
+@pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("task", TASK_NAMES)
-def test_prompt_ids_and_pixels_match_training(task, processor, cases, resize_cases, lf_default):
-    rows = _rows(cases, resize_cases)
+def test_prompt_ids_and_pixels_match_training(task, preset, processor, cases, resize_cases, lf_runs):
+    lf_default = lf_runs[preset]
+    task_of = {case_id: case_task for case_id, case_task, _, _ in cases}
     checked = 0
-    for index, (case_id, case_task, _, _) in enumerate(cases):
-        if case_task == task:
-            _check(processor, lf_default, rows[index], index, case_id)
+    for index, (label, row) in enumerate(_rows(cases, resize_cases, preset)):
+        if task_of.get(label.split(" row ")[0]) == task:
+            _check(processor, lf_default, row, index, label, preset)
             checked += 1
     assert checked >= 1
+
+
+def test_paper_inference_feeds_the_first_training_row(processor, cases, resize_cases, lf_paper):
+    """Under paper, inference answers a multi-image record from its first image: exactly its first training row."""
+    import torch
+
+    from mevlip.flare import resolve_images
+    from mevlip.inference_inputs import build_inputs
+    from mevlip.prompts import select_images
+
+    labels = [label for label, _ in _rows(cases, resize_cases)]
+    multi = [c for c in cases if _n_images(c[2]) > 1]
+    assert multi, "no multi-image record among the cases"
+    for case_id, _, record, folder in multi:
+        fed = select_images([str(p) for p in resolve_images(folder, record)], get_preset("paper").inference_images)
+        assert len(fed) == 1
+        inputs = build_inputs(processor, record["Question"], fed[0], "paper")
+        expected = lf_paper["results"][labels.index(f"{case_id} row 0")]
+        assert inputs["input_ids"][0].tolist() == expected["prompt_ids"], case_id
+        assert torch.equal(inputs["pixel_values"], expected["pixel_values"]), case_id
 
 
 def test_multi_image_records_are_covered(cases):
@@ -217,10 +277,21 @@ def test_multi_image_records_are_covered(cases):
     assert {c[1] for c in cases} == set(TASK_NAMES)
 
 
-def test_resized_and_rgba_images_match_training(processor, cases, resize_cases, lf_default):
-    rows = _rows(cases, resize_cases)
-    for index in range(len(cases), len(rows)):
-        _check(processor, lf_default, rows[index], index, f"resize case {index - len(cases)}")
+def test_paper_rows_are_one_per_image(cases):
+    for case_id, _, record, folder in cases:
+        rows = sharegpt_rows(record, folder, "paper")
+        assert len(rows) == _n_images(record), case_id
+        assert all(len(r["images"]) == 1 for r in rows)
+        assert all(r["conversations"][0]["value"] == "<image> " + record["Question"] for r in rows), case_id
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_resized_and_rgba_images_match_training(preset, processor, cases, resize_cases, lf_runs):
+    lf_default = lf_runs[preset]
+    rows = _rows(cases, resize_cases, preset)
+    for index, (label, row) in enumerate(rows):
+        if label.startswith("resize"):
+            _check(processor, lf_default, row, index, label, preset)
 
 
 def test_crop_to_patches_matches_training(processor, cases, resize_cases, lf_crop):
@@ -228,9 +299,9 @@ def test_crop_to_patches_matches_training(processor, cases, resize_cases, lf_cro
     assert lf_crop["settings"]["crop_to_patches"] is True
     rows = _rows(cases, resize_cases)
     tiles = [r["pixel_values"].shape[0] for r in lf_crop["results"]]
-    assert max(tiles) > len(rows[tiles.index(max(tiles))]["images"]), "no image was tiled: the check would be empty"
-    for index, row in enumerate(rows):
-        _check(processor, lf_crop, row, index, f"crop row {index}")
+    assert max(tiles) > len(rows[tiles.index(max(tiles))][1]["images"]), "no image was tiled: the check is empty"
+    for index, (label, row) in enumerate(rows):
+        _check(processor, lf_crop, row, index, f"crop {label}")
 
 
 def test_batched_inputs_equal_single_inputs(processor, cases):
@@ -243,8 +314,8 @@ def test_batched_inputs_equal_single_inputs(processor, cases):
     chosen = cases[:3] + [c for c in cases if c[0] == "classification-3img"]
     questions = [record["Question"] for _, _, record, _ in chosen]
     paths = [resolve_images(folder, record) for _, _, record, folder in chosen]
-    batch = build_batch(processor, questions, paths)
-    singles = [build_inputs(processor, q, p) for q, p in zip(questions, paths, strict=True)]
+    batch = build_batch(processor, questions, paths, "ours")  # ours keeps every image: multi-image rows batch too
+    singles = [build_inputs(processor, q, p, "ours") for q, p in zip(questions, paths, strict=True)]
     for row, single in enumerate(singles):
         ids = single["input_ids"][0]
         mask = batch["attention_mask"][row].bool()
@@ -278,9 +349,10 @@ def snapshot_images(cases):
 
 
 def _snapshot_row(snap: dict, images: list[str]) -> dict:
-    n = snap["n_images"]
-    return {"conversations": [{"from": "human", "value": render_user(snap["question"], n)},
-                              {"from": "gpt", "value": snap["answer"]}], "images": (images * n)[:n]}
+    """The paper row of a snapshot question: one image (paper rows never hold more)."""
+    return {"conversations": [{"from": "human", "value": render_user(snap["question"], 1)},
+                              {"from": "gpt", "value": snap["answer"]}], "images": images[:1],
+            "question": snap["question"]}
 
 
 def _collapse(text: str) -> str:
@@ -289,15 +361,15 @@ def _collapse(text: str) -> str:
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
-def test_prompt_snapshot(task, snapshot_inputs, lf_default, cases, resize_cases):
+def test_prompt_snapshot(task, snapshot_inputs, lf_paper, cases, resize_cases):
     snap = snapshot_inputs[task]
     index = len(_rows(cases, resize_cases)) + list(snapshot_inputs).index(task)
-    lf = lf_default["results"][index]
-    user_value = render_user(snap["question"], snap["n_images"])
+    lf = lf_paper["results"][index]
+    user_value = render_user(snap["question"], 1)
     current = {
         "task": task, "question": snap["question"], "answer": snap["answer"], "n_images": snap["n_images"],
         "user_value": user_value,
-        "inference_prompt": build_inference_prompt(user_value, "<IMG_CONTEXT>", DEFAULT_SYSTEM),
+        "inference_prompt": build_inference_prompt(user_value, "<IMG_CONTEXT>", ""),
         "training_prompt": _collapse(lf["prompt_text"]),
         "training_target": lf["target_text"],
     }
@@ -312,7 +384,20 @@ def test_prompt_snapshot(task, snapshot_inputs, lf_default, cases, resize_cases)
         "<IMG_CONTEXT>", "<img><IMG_CONTEXT>*4</img>")
 
 
-def test_rows_checked_here_are_what_data_preparation_writes(cases, mini_flare_tiny, tmp_path):
+def test_paper_prompt_is_the_authors_log_format(snapshot_inputs):
+    """Hand-written from the authors' training log, not from the renderer: no system turn, ``</img>``, ONE space,
+    the question byte for byte, then the assistant header (stand-in: 4 context tokens per tile)."""
+    for task, snap in snapshot_inputs.items():
+        stored = json.loads((SNAPSHOT_DIR / f"{task}.json").read_text(encoding="utf-8"))
+        expected = ("<|im_start|>user\n<img>" + "<IMG_CONTEXT>*4" + "</img> " + snap["question"]
+                    + "<|im_end|>\n<|im_start|>assistant\n")
+        assert stored["training_prompt"] == expected, task
+        assert stored["user_value"] == "<image> " + snap["question"], task
+        assert stored["training_target"] == snap["answer"] + "<|im_end|>\n", task
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_rows_checked_here_are_what_data_preparation_writes(preset, cases, mini_flare_tiny, tmp_path):
     """The parity rows equal data preparation's rows for the same records (user turn and image files)."""
     import shutil
 
@@ -322,14 +407,16 @@ def test_rows_checked_here_are_what_data_preparation_writes(cases, mini_flare_ti
     root = tmp_path / "root"
     shutil.copytree(mini_flare_tiny, root)  # prepare extracts the zips in place; the fixture is read-only
     out = tmp_path / "data"
-    prepare(PrepareConfig(dataset_root=str(root), output_dir=str(out), workers=1))
+    prepare(PrepareConfig(dataset_root=str(root), output_dir=str(out), workers=1, preset=preset))
     info = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
     for case_id, task, record, folder in cases:
         rows = json.loads((out / info[f"flare_{task}"]["file_name"]).read_text(encoding="utf-8"))
-        prepared = next(r for r in rows if r["key"] == record_key(record))
-        ours = sharegpt_row(record, folder)
-        assert prepared["conversations"][0] == ours["conversations"][0], case_id
-        assert prepared["conversations"][1]["value"].strip(), case_id
-        # Prepared paths are relative to dataset_dir (LLaMA-Factory joins them); ours are absolute.
-        assert [Path(out, p).resolve().relative_to(root.resolve()) for p in prepared["images"]] == [
-            Path(p).resolve().relative_to(folder.parents[2].resolve()) for p in ours["images"]], case_id
+        prepared = [r for r in rows if r["key"] == record_key(record)]
+        ours = sharegpt_rows(record, folder, preset)
+        assert len(prepared) == len(ours), case_id
+        for got, want in zip(prepared, ours, strict=True):
+            assert got["conversations"][0] == want["conversations"][0], case_id
+            assert got["conversations"][1]["value"].strip(), case_id
+            # Prepared paths are relative to dataset_dir (LLaMA-Factory joins them); ours are absolute.
+            assert [Path(out, p).resolve().relative_to(root.resolve()) for p in got["images"]] == [
+                Path(p).resolve().relative_to(folder.parents[2].resolve()) for p in want["images"]], case_id

@@ -1,4 +1,4 @@
-"""The committed LLaMA-Factory recipes: generated from one base, the paper's numbers, parsed by LLaMA-Factory."""
+"""The committed LLaMA-Factory recipes: generated from one base, the authors' values, parsed by LLaMA-Factory."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mevlip.prompts import DEFAULT_SYSTEM
+from mevlip.presets import OURS_SYSTEM
 from mevlip.recipes import (
-    STANDIN_PRETRAIN_MIX,
     ADAPTERS,
+    PAPER_RECIPE_DEPARTURES,
     STANDIN_ADAPTER_DEPARTURES,
+    STANDIN_PRETRAIN_MIX,
     adapter_filename,
     dataset_entry,
     flatten,
@@ -50,19 +51,85 @@ def test_yaml_round_trips_to_the_recipe():
     assert isinstance(_load("train_qlora/internvl_lora_sft_bnb.yaml")["learning_rate"], float)
 
 
-def test_general_adapter_is_the_papers_recipe():
-    assert _load("train_qlora/internvl_lora_sft_bnb.yaml") == {
-        "model_name_or_path": "OpenGVLab/InternVL3-8B-hf",
-        "quantization_bit": 4, "quantization_method": "bnb", "quantization_type": "nf4",
-        "stage": "sft", "do_train": True, "finetuning_type": "lora", "lora_rank": 8, "lora_target": "all",
-        "dataset": "flare_all", "dataset_dir": "data", "template": "intern_vl", "default_system": DEFAULT_SYSTEM,
-        "cutoff_len": 2048, "overwrite_cache": True, "preprocessing_num_workers": 16, "dataloader_num_workers": 4,
-        "output_dir": "saves/internvl3-8b/qlora/general", "logging_steps": 10, "save_steps": 500,
-        "plot_loss": True, "save_only_model": False, "report_to": "none",
-        "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4, "learning_rate": 2.0e-4,
-        "num_train_epochs": 3.0, "lr_scheduler_type": "linear", "warmup_ratio": 0.03, "bf16": True,
-        "ddp_timeout": 180000000,
-    }
+#: The authors' recipe, copied byte for byte from the original repository
+#: (BioMedIA-MBZUAI/FLARE2025-Task5-2D-biomedia, llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml):
+#: the expected values below do not come from mevlip.recipes.
+AUTHORS_YAML = """\
+# File: examples/train_qlora/internvl_lora_sft_bnb.yaml
+
+model_name_or_path: OpenGVLab/InternVL3-8B-hf
+quantization_bit: 4
+quantization_method: bnb
+double_quantization: false
+trust_remote_code: true
+
+
+### method
+stage: sft
+do_train: true
+finetuning_type: lora
+lora_rank: 8
+lora_target: all
+
+### dataset
+dataset: internvl
+template: intern_vl
+cutoff_len: 2048
+overwrite_cache: true
+preprocessing_num_workers: 16
+dataloader_num_workers: 4
+
+
+### output
+output_dir: saves/internvl/lora/sft
+logging_steps: 10
+save_steps: 500
+plot_loss: true
+overwrite_output_dir: true
+save_only_model: false
+report_to: wandb  # choices: [none, wandb, tensorboard, swanlab, mlflow]
+
+### train
+per_device_train_batch_size: 2
+gradient_accumulation_steps: 4
+learning_rate: 2.0e-4
+num_train_epochs: 3.0
+lr_scheduler_type: linear
+warmup_ratio: 0.03
+bf16: true
+ddp_timeout: 180000000"""
+
+
+def test_general_adapter_is_the_authors_recipe_value_for_value():
+    theirs = yaml.safe_load(AUTHORS_YAML)
+    ours = _load("train_qlora/internvl_lora_sft_bnb.yaml")
+    # default_system "" is how stock LLaMA-Factory 0.9.5 renders what their vendored template did (no system turn)
+    assert ours.pop("default_system") == ""
+    assert ours.pop("report_to") == "none" and theirs.pop("report_to") == "wandb"
+    assert "trust_remote_code" not in ours and theirs.pop("trust_remote_code") is True
+    assert ours == theirs
+    assert set(PAPER_RECIPE_DEPARTURES) == {"trust_remote_code", "report_to"}
+    assert ours["double_quantization"] is False and ours["dataset"] == "internvl"
+
+
+def test_task_recipes_say_they_are_ours():
+    for task in TASK_NAMES:
+        header = (EXAMPLES / f"train_qlora/{adapter_filename(task)}").read_text(encoding="utf-8")
+        assert header.startswith(f"# OUR recipe for the {task} adapter: the authors published none")
+    general = (EXAMPLES / "train_qlora/internvl_lora_sft_bnb.yaml").read_text(encoding="utf-8")
+    assert general.startswith("# The authors' general-adapter recipe, value for value")
+
+
+def test_ours_preset_changes_only_system_and_double_quantization():
+    for folder in ("train_qlora", "standin"):
+        for adapter in ADAPTERS:
+            paper, ours = _load(f"{folder}/{adapter_filename(adapter)}"), _load(f"{folder}_ours/{adapter_filename(adapter)}")
+            changed = {k for k in paper.keys() | ours.keys() if paper.get(k) != ours.get(k)}
+            assert changed == {"default_system", "double_quantization"}, (folder, adapter, changed)
+            assert paper["default_system"] == "" and ours["default_system"] == OURS_SYSTEM
+            assert paper["double_quantization"] is False and ours["double_quantization"] is True
+    assert _load("standin_ours/pretrain_full.yaml")["default_system"] == OURS_SYSTEM
+    assert _load("standin/pretrain_full.yaml")["default_system"] == ""
 
 
 @pytest.mark.parametrize("folder", ["train_qlora", "standin"])
@@ -72,6 +139,7 @@ def test_task_adapters_differ_from_general_only_in_data_and_output(folder):
         recipe = _load(f"{folder}/{adapter_filename(task)}")
         assert recipe["dataset"] == f"flare_{task}"
         assert recipe["output_dir"].endswith(f"/{task}")
+        assert general["dataset"] == "internvl"
         assert {k: v for k, v in recipe.items() if k not in ("dataset", "output_dir")} == {
             k: v for k, v in general.items() if k not in ("dataset", "output_dir")}
 
@@ -82,8 +150,9 @@ def test_standin_adapters_depart_from_the_paper_only_where_documented():
     # CPU-only keys and the output folder follow from running on a CPU; the rest must be named departures.
     cpu_only = {"fp16", "preprocessing_num_workers", "dataloader_num_workers", "save_strategy", "output_dir",
                 "disable_gradient_checkpointing"}
+    assert standin["default_system"] == "" and standin["double_quantization"] is False
     assert changed - cpu_only == set(STANDIN_ADAPTER_DEPARTURES)
-    for key in ("quantization_bit", "quantization_method", "quantization_type", "finetuning_type", "lora_rank",
+    for key in ("quantization_bit", "quantization_method", "double_quantization", "finetuning_type", "lora_rank",
                 "lora_target", "num_train_epochs",
                 "lr_scheduler_type", "warmup_ratio", "cutoff_len", "default_system", "template"):
         assert standin[key] == paper[key], key
@@ -110,7 +179,7 @@ def test_standin_pretrain_is_a_full_unfrozen_fine_tune_on_cpu():
 
 
 def test_every_recipe_folder_maps_all_eight_adapters():
-    for folder in ("train_qlora", "standin"):
+    for folder in ("train_qlora", "standin", "train_qlora_ours", "standin_ours"):
         recipes = find_recipes(EXAMPLES / folder)
         assert list(sorted(recipes)) == sorted(ADAPTERS)
         for adapter, path in recipes.items():
@@ -143,13 +212,15 @@ def test_llamafactory_parses_recipe(rel, tmp_path):
     # The paper's bf16 needs a GPU or use_cpu; use_cpu keeps bf16 on, so every other value is still checked.
     model_args, data_args, training_args, finetuning_args, _ = _parse(
         recipe, tmp_path, **({"use_cpu": True} if recipe.get("bf16") else {}))
-    assert data_args.template == "intern_vl" and data_args.default_system == DEFAULT_SYSTEM
+    assert data_args.template == "intern_vl"
+    assert data_args.default_system == (OURS_SYSTEM if "_ours/" in rel else "")
     assert data_args.cutoff_len == 2048 and data_args.dataset == recipe["dataset"].split(",")
     assert training_args.bf16 is recipe.get("bf16", False)
     assert training_args.learning_rate == recipe["learning_rate"]
     assert model_args.crop_to_patches is False and model_args.image_max_pixels == 768 * 768
     if recipe["finetuning_type"] == "lora":
         assert model_args.quantization_bit == 4 and model_args.quantization_type == "nf4"
+        assert model_args.double_quantization is ("_ours/" in rel)
         assert finetuning_args.lora_rank == 8 and finetuning_args.lora_target == ["all"]
         assert finetuning_args.freeze_vision_tower is True and finetuning_args.freeze_multi_modal_projector is True
     else:

@@ -67,6 +67,19 @@ def test_adapters_are_laid_out_for_inference(trained):
         assert state["global_step"] == 2 and [h["loss"] for h in state["log_history"] if "loss" in h]
 
 
+def test_first_logged_example_renders_no_system_turn(trained, dataset_dir):
+    """Issue #12: like the authors' log, LLaMA-Factory's first rendered example starts with the user turn, and the
+    question follows the image after one space (their log: ``</img> What findings can you see ...``)."""
+    log = (trained / "general" / LOG_NAME).read_text()
+    assert "\ninputs:\n" in log, "LLaMA-Factory printed no training example"
+    example = log.split("\ninputs:\n", 1)[1].split("\nlabel_ids:", 1)[0]
+    assert example.startswith("<|im_start|>user\n<img><IMG_CONTEXT>")
+    assert "<|im_start|>system" not in example
+    first = json.loads((dataset_dir / "internvl.json").read_text())[0]  # LF's first example is the first row
+    question = first["conversations"][0]["value"].removeprefix("<image> ")
+    assert f"</img> {question}<|im_end|>\n<|im_start|>assistant\n" in example
+
+
 def test_adapter_config_is_the_papers_lora(trained, model_dir):
     config = json.loads((trained / "general" / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16 and config["peft_type"] == "LORA"
@@ -84,12 +97,13 @@ def test_adapter_loads_on_4bit_base_and_changes_logits(trained, model_dir, datas
 
     from mevlip.inference_inputs import build_inputs
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+    # as the paper recipe quantised it for training: nf4, no double quantisation
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
                                bnb_4bit_compute_dtype=torch.float32)
     base = AutoModelForImageTextToText.from_pretrained(model_dir, quantization_config=quant).eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     row = json.loads((dataset_dir / "flare_counting.json").read_text())[0]
-    question = row["conversations"][0]["value"].split("\n", 1)[1]
+    question = row["question"]
     inputs = build_inputs(processor, question, row["images"])
     with torch.no_grad():
         base_logits = base(**inputs).logits

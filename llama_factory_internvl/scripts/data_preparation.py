@@ -14,8 +14,10 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from mevlip.flare import FlareDataError
-from mevlip.prepare import STATS_FILE, PrepareConfig, default_workers, format_summary, prepare
+from mevlip.flare import FlareDataError, ZipLimits, add_zip_limit_args, zip_limits_from_args
+from mevlip.prepare import ANSWER_MODES, STATS_FILE, PrepareConfig, default_workers, format_summary, prepare
+from mevlip.presets import TRAINING_PRESETS
+from mevlip.prompts import MULTI_IMAGE_MODES
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROOT = HERE.parent.parent / "original_dataset"
@@ -32,8 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default=str(DEFAULT_OUT), help=helps["output_dir"])
     parser.add_argument("--splits", nargs="+", default=list(defaults["splits"]), help=helps["splits"])
     parser.add_argument("--val_splits", nargs="*", default=[], help=helps["val_splits"])
-    parser.add_argument("--multi_image", choices=["keep", "first", "explode"], default=defaults["multi_image"],
-                        help=helps["multi_image"])
+    parser.add_argument("--preset", choices=list(TRAINING_PRESETS), default=defaults["preset"], help=helps["preset"])
+    parser.add_argument("--multi_image", choices=list(MULTI_IMAGE_MODES), default=None, help=helps["multi_image"])
+    parser.add_argument("--answers", choices=list(ANSWER_MODES), default=None, help=helps["answers"])
     parser.add_argument("--max_per_dataset", type=int, default=None, help=helps["max_per_dataset"])
     parser.add_argument("--seed", type=int, default=defaults["seed"], help=helps["seed"])
     parser.add_argument("--workers", type=int, default=default_workers(), help=helps["workers"])
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--extract", action=argparse.BooleanOptionalAction, default=True, help=helps["extract"])
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                         help=helps["progress"])
+    add_zip_limit_args(parser)
     parser.add_argument("--log_level", default="INFO", help="logging level")
     return parser
 
@@ -57,13 +61,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=args.pop("log_level").upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
+        limits: ZipLimits = zip_limits_from_args({k: args.pop(k) for k in ("zip_max_bytes", "zip_max_ratio")})
         config = PrepareConfig(**args)
     except ValueError as err:
         raise SystemExit(f"data_preparation.py: {err}") from err
     start = time.perf_counter()
     try:
-        stats = prepare(config)
-    except (FileNotFoundError, FlareDataError) as err:  # no data, an unsafe zip, a broken question file
+        stats = prepare(config, limits=limits)
+    except (FileNotFoundError, FlareDataError, ValueError, OSError) as err:  # no data, a broken dataset_info.json
         raise SystemExit(f"data_preparation.py: {err}") from err
     print(format_summary(stats))
     print(f"wrote {config.output_dir} in {time.perf_counter() - start:.1f} s "
