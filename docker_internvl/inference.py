@@ -22,7 +22,8 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mevlip.inference import ROUTINGS, Journal, plan, route_items, run, write_outputs
+from mevlip.flare import add_zip_limit_args, zip_limits_from_args
+from mevlip.inference import ROUTINGS, Journal, ResumeError, plan, route_items, run, run_fingerprint, write_outputs
 from mevlip.prompts import DEFAULT_SYSTEM, MULTI_IMAGE_MODES
 
 logger = logging.getLogger("inference")
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard_index", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
     p.add_argument("--no_progress", action="store_true")
+    add_zip_limit_args(p)
     return p
 
 
@@ -77,10 +79,15 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
     output = Path(args.output_dir) / args.output_filename
     start = time.perf_counter()
-    the_plan = plan(args.base_dataset_path, args.splits, args.multi_image, scratch=Path(args.output_dir) / ".images")
-    if not the_plan.items:
-        raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
-    journal = Journal(output.with_name(output.stem + ".journal.jsonl"), the_plan.fingerprint(), args.overwrite)
+    try:  # a user error (no dataset, a folder in use, a journal of another configuration): one line, no traceback
+        the_plan = plan(args.base_dataset_path, args.splits, args.multi_image,
+                        scratch=Path(args.output_dir) / ".images", limits=zip_limits_from_args(args))
+        if not the_plan.items:
+            raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
+        journal = Journal(output.with_name(output.stem + ".journal.jsonl"), run_fingerprint(the_plan, vars(args)),
+                          args.overwrite)
+    except (FileNotFoundError, ResumeError, ValueError) as err:
+        raise SystemExit(f"inference.py: {err}") from err
     router = None
     if args.routing == "router":
         from mevlip.router import Router

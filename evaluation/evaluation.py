@@ -85,10 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     except (PredictionFileError, FlareDataError, FileNotFoundError) as err:
         logger.error("%s", err)
         return 2
-    paths = write_outputs(results, rows, args.output_dir, args.output_filename)
-    for task, row in results["primary_metrics"].items():
-        logger.info("%-28s %-20s n=%-5d %s", task, row["metric"], row["n"],
-                    "  ".join(f"{p}={row[p]}" for p in results["profiles_order"]))
+    try:
+        paths = write_outputs(results, rows, args.output_dir, args.output_filename)
+    except OSError as err:  # a read-only or full output folder
+        logger.error("cannot write the outputs into %s: %s", args.output_dir, err)
+        return 2
+    for task, row in results["primary_metrics"].items():  # with how many answers each figure rests on
+        logger.info("%-28s %-20s n=%-5d missing=%-5d %s", task, row["metric"], row["n"], row["n_missing"],
+                    "  ".join(f"{p}={row[p]} (scored {row[p + '_n_scored']}, unparsable {row[p + '_n_unparsable']})"
+                              for p in results["profiles_order"]))
+    missing = sum(row["n_missing"] for row in results["primary_metrics"].values())
+    if missing:
+        logger.warning("%d ground-truth record(s) have no prediction: flare25 drops missing counting/regression "
+                       "answers from the MAE; strict counts them wrong (see 'scored' above)", missing)
     logger.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -12,12 +12,14 @@ identified by ``str(ImageName) + "||" + Question``, the key the organisers' eval
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import shutil
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -169,6 +171,9 @@ def validate_record(record: object, require_answer: bool = False) -> str | None:
             return "ImageName list must hold non-empty strings"
     elif not isinstance(names, str) or not names:
         return f"ImageName must be a non-empty string or a list of strings, got {names!r}"
+    for name in image_names(record):
+        if reason := unsafe_name_reason(name):
+            return f"ImageName {name!r} {reason}"
     if not isinstance(record["Question"], str) or not record["Question"].strip():
         return "Question must be a non-empty string"
     try:
@@ -177,6 +182,36 @@ def validate_record(record: object, require_answer: bool = False) -> str | None:
         return str(err)
     if require_answer and (record["Answer"] is None or str(record["Answer"]).strip() == ""):
         return "Answer is empty"
+    for name in RECORD_FIELDS:
+        if not _encodable(record[name]):  # a lone surrogate ("\\ud800") loads from JSON but cannot be written
+            return f"{name} holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def _encodable(value: object) -> bool:
+    """Whether every string in ``value`` can be written as UTF-8 (no lone surrogates)."""
+    if isinstance(value, str):
+        if value.isascii():
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    return True
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why an ``ImageName`` would leave its dataset folder (absolute, a drive, ``..``), or ``None``."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    if posix.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path; image names must be relative to the dataset folder"
+    if ".." in posix.parts:
+        return "leaves the dataset folder with '..'"
     return None
 
 
@@ -198,6 +233,12 @@ def load_records(qfile: QuestionFile | str | os.PathLike, strict: bool = False,
             data = json.load(fh)
     except json.JSONDecodeError as err:
         raise FlareDataError(f"{qfile.path}: not valid JSON ({err})") from err
+    except UnicodeDecodeError as err:
+        raise FlareDataError(f"{qfile.path}: not UTF-8 text ({err})") from err
+    except RecursionError as err:  # json's C decoder recurses once per nesting level
+        raise FlareDataError(f"{qfile.path}: JSON nested too deeply to read") from err
+    except OSError as err:
+        raise FlareDataError(f"{qfile.path}: cannot read ({err.strerror or err})") from err
     if not isinstance(data, list):
         raise FlareDataError(f"{qfile.path}: expected a JSON list of records, got {type(data).__name__}")
     loaded = LoadedFile(qfile)
@@ -240,18 +281,38 @@ def image_candidates(dataset_dir: str | os.PathLike, name: str) -> list[Path]:
     return unique
 
 
+class UnsafePathError(FlareDataError):
+    """An image path or symbolic link that leads out of its dataset folder."""
+
+
 def resolve_image(dataset_dir: str | os.PathLike, name: str) -> Path:
-    """The path of one image of a record.
+    """The path of one image of a record, which must lie inside ``dataset_dir`` once symbolic links are resolved.
 
     Raises:
         FileNotFoundError: naming the image and every place looked at.
+        UnsafePathError: the name is absolute or climbs out with ``..``, or the file found is (or lies under) a
+            symbolic link to somewhere outside the dataset folder.
     """
+    if reason := unsafe_name_reason(name):
+        raise UnsafePathError(f"image {name!r} {reason}")
     candidates = image_candidates(dataset_dir, name)
     for candidate in candidates:
         if candidate.is_file():
+            check_inside(dataset_dir, candidate, f"image {name!r}")
             return candidate
     tried = ", ".join(str(c) for c in candidates[:4])
     raise FileNotFoundError(f"image {name!r} not found under {dataset_dir} (tried {tried}, ...)")
+
+
+def check_inside(folder: str | os.PathLike, path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` if, symbolic links resolved, it is not inside ``folder`` (itself resolved too).
+
+    Raises:
+        UnsafePathError: naming ``what``, the path and where it leads.
+    """
+    real_folder, real = os.path.realpath(folder), os.path.realpath(path)
+    if real != real_folder and not real.startswith(real_folder.rstrip(os.sep) + os.sep):
+        raise UnsafePathError(f"{what}: {path} is a symbolic link to {real}, outside {folder}; refused")
 
 
 def resolve_images(dataset_dir: str | os.PathLike, record: dict) -> list[Path]:
@@ -260,8 +321,73 @@ def resolve_images(dataset_dir: str | os.PathLike, record: dict) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------------------------- zips
+#: Default cap on the total uncompressed size of one image archive (``--zip_max_bytes``). The largest real FLARE
+#: image zip is a few GB; a bigger one is more likely a zip bomb than data.
+DEFAULT_ZIP_MAX_BYTES = 32 * 2**30
+#: Default cap on uncompressed/compressed size (``--zip_max_ratio``). PNG and JPEG images are compressed already
+#: (ratio about 1); a zip bomb of zeros reaches about 1000.
+DEFAULT_ZIP_MAX_RATIO = 100.0
+#: Members (and archives) smaller than this are not ratio-checked: a small text file can legitimately compress 100x.
+ZIP_RATIO_FLOOR = 1 << 20
+
+
 class UnsafeArchiveError(FlareDataError):
-    """A zip member would land outside its folder (absolute path, ``..``, or a symlink)."""
+    """A zip member would land outside its folder (absolute path, ``..``, or a symlink), or the zip is a bomb."""
+
+
+class DamagedArchiveError(FlareDataError):
+    """Members of a zip could not be read (CRC error, truncated data); the other members were extracted."""
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Limits on what one archive may expand to; an archive over them is refused before anything is written."""
+
+    max_bytes: int = DEFAULT_ZIP_MAX_BYTES
+    max_ratio: float = DEFAULT_ZIP_MAX_RATIO
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or not self.max_ratio >= 1:
+            raise ValueError(f"--zip_max_bytes must be >= 1 and --zip_max_ratio >= 1, got {self.max_bytes} and "
+                             f"{self.max_ratio}")
+
+    def check(self, archive: Path, infos: list[zipfile.ZipInfo]) -> None:
+        """Refuse an archive whose declared sizes pass the limits (``zipfile`` stops a member at its declared size).
+
+        Raises:
+            UnsafeArchiveError: naming the archive, the figure and the flag that raises the limit.
+        """
+        total = sum(i.file_size for i in infos)
+        packed = sum(i.compress_size for i in infos)
+        if total > self.max_bytes:
+            raise UnsafeArchiveError(f"{archive}: expands to {total:,} bytes, over --zip_max_bytes "
+                                     f"{self.max_bytes:,}; refusing to extract (raise the limit if it is real data)")
+        worst = max((i for i in infos if i.file_size >= ZIP_RATIO_FLOOR),
+                    key=lambda i: i.file_size / max(i.compress_size, 1), default=None)
+        if worst is not None and worst.file_size / max(worst.compress_size, 1) > self.max_ratio:
+            raise UnsafeArchiveError(
+                f"{archive}: member {worst.filename!r} expands {worst.file_size / max(worst.compress_size, 1):.0f}x "
+                f"({worst.compress_size:,} -> {worst.file_size:,} bytes), over --zip_max_ratio {self.max_ratio:g}; "
+                "refusing to extract (a zip bomb?)")
+        if total >= ZIP_RATIO_FLOOR and total / max(packed, 1) > self.max_ratio:
+            raise UnsafeArchiveError(f"{archive}: expands {total / max(packed, 1):.0f}x ({packed:,} -> {total:,} "
+                                     f"bytes), over --zip_max_ratio {self.max_ratio:g}; refusing to extract")
+
+
+def add_zip_limit_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--zip_max_bytes`` and ``--zip_max_ratio`` (the one definition both CLIs use)."""
+    parser.add_argument("--zip_max_bytes", type=int, default=DEFAULT_ZIP_MAX_BYTES,
+                        help="refuse an image zip that expands to more bytes than this (zip-bomb guard)")
+    parser.add_argument("--zip_max_ratio", type=float, default=DEFAULT_ZIP_MAX_RATIO,
+                        help="refuse an image zip (or member over 1 MiB) that expands more than this many times "
+                             "its compressed size (zip-bomb guard; images compress about 1x)")
+
+
+def zip_limits_from_args(args: argparse.Namespace | dict) -> ZipLimits:
+    """The :class:`ZipLimits` of parsed arguments (a namespace or ``vars()`` of one)."""
+    values = args if isinstance(args, dict) else vars(args)
+    return ZipLimits(values.get("zip_max_bytes", DEFAULT_ZIP_MAX_BYTES),
+                     values.get("zip_max_ratio", DEFAULT_ZIP_MAX_RATIO))
 
 
 def _check_member(archive: Path, info: zipfile.ZipInfo, dest: Path) -> Path:
@@ -280,29 +406,44 @@ def _check_member(archive: Path, info: zipfile.ZipInfo, dest: Path) -> Path:
     return target
 
 
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = None) -> int:
+#: What reading a damaged member raises: CRC mismatch / bad header (BadZipFile), bad deflate data (zlib.error),
+#: truncated data (EOFError), an unsupported or encrypted member (NotImplementedError, RuntimeError).
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+
+
+def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = None,
+                 limits: ZipLimits | None = None) -> int:
     """Extract a zip into ``dest`` (default: its own folder), idempotently and only inside that folder.
 
-    Every member is checked before anything is written. A member already present with the same size is
-    left alone, so a rerun (or a run after an interrupted one) does only the missing work; files are written
-    to a temporary name and renamed, so an interrupted extraction never leaves a truncated image.
+    Every member and the size limits are checked before anything is written. A member already present with the
+    same size is left alone, so a rerun (or a run after an interrupted one) does only the missing work; files are
+    written to a temporary name and renamed, so an interrupted extraction never leaves a truncated image. A member
+    that cannot be read (CRC error, truncated data) is skipped and the others are extracted.
 
     Returns:
         The number of files written.
 
     Raises:
-        UnsafeArchiveError: a member is absolute, contains ``..``, is a symlink or resolves outside ``dest``.
-        FlareDataError: the file is not a zip archive.
+        UnsafeArchiveError: a member is absolute, contains ``..``, is a symlink or resolves outside ``dest``, or
+            the archive exceeds ``limits`` (default :class:`ZipLimits`); nothing was written.
+        DamagedArchiveError: some members could not be read (named); the rest were extracted.
+        FlareDataError: the file is not a zip archive or cannot be read.
+        OSError: writing failed (``dest`` read-only, disk full); ``PermissionError`` or errno ``EROFS``.
     """
     archive = Path(archive)
     dest = Path(dest if dest is not None else archive.parent).resolve()
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as err:
+    except (zipfile.BadZipFile, EOFError) as err:
         raise FlareDataError(f"{archive}: not a zip archive ({err})") from err
+    except OSError as err:
+        raise FlareDataError(f"{archive}: cannot read ({err.strerror or err})") from err
     written = 0
+    damaged: list[str] = []
     with zf:
-        members = [(info, _check_member(archive, info, dest)) for info in zf.infolist()]
+        infos = zf.infolist()
+        members = [(info, _check_member(archive, info, dest)) for info in infos]
+        (limits or ZipLimits()).check(archive, [i for i in infos if not i.is_dir()])
         for info, target in members:
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
@@ -310,23 +451,34 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = No
             if target.is_file() and target.stat().st_size == info.file_size:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            with zf.open(info) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # per process: two runs never share one
+            try:
+                with zf.open(info) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            except _MEMBER_ERRORS as err:
+                tmp.unlink(missing_ok=True)
+                damaged.append(f"{info.filename!r} ({type(err).__name__}: {err})")
+                continue
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             os.replace(tmp, target)
             written += 1
+    if damaged:
+        raise DamagedArchiveError(f"{archive}: {len(damaged)} damaged member(s) skipped ({written} extracted): "
+                                  + "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""))
     return written
 
 
-def extract_dataset_zips(dataset_dir: str | os.PathLike) -> dict[str, int]:
+def extract_dataset_zips(dataset_dir: str | os.PathLike, limits: ZipLimits | None = None) -> dict[str, int]:
     """Extract every ``images*.zip`` of a dataset folder next to it; returns files written per archive."""
-    return {p.name: safe_extract(p) for p in sorted(Path(dataset_dir).glob("images*.zip"))}
+    return {p.name: safe_extract(p, limits=limits) for p in sorted(Path(dataset_dir).glob("images*.zip"))}
 
 
-def extract_all(files: Iterable[QuestionFile]) -> dict[str, int]:
+def extract_all(files: Iterable[QuestionFile], limits: ZipLimits | None = None) -> dict[str, int]:
     """Extract the image zips of the datasets behind ``files`` (each dataset folder once)."""
     done: dict[str, int] = {}
     for folder in dict.fromkeys(f.dataset_dir for f in files):
-        for name, count in extract_dataset_zips(folder).items():
+        for name, count in extract_dataset_zips(folder, limits).items():
             done[str(folder / name)] = count
     return done

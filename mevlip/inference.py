@@ -16,10 +16,13 @@ The flow of ``docker_internvl/inference.py``:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,7 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mevlip.answers import canonicalize
-from mevlip.flare import discover, image_names, record_key, resolve_image, safe_extract, validate_record
+from mevlip.flare import (
+    FlareDataError,
+    ZipLimits,
+    discover,
+    image_names,
+    record_key,
+    resolve_image,
+    safe_extract,
+    validate_record,
+)
 from mevlip.tasks import GENERAL_ADAPTER, TASKS, normalize_task_type
 
 logger = logging.getLogger(__name__)
@@ -58,15 +70,21 @@ class Plan:
 
     def fingerprint(self) -> str:
         """A digest of the inputs (keys in order), so a journal is only resumed against the same inputs."""
-        return hashlib.sha256("\n".join(f"{i.index}\t{i.key}" for i in self.items).encode()).hexdigest()[:16]
+        text = "\n".join(f"{i.index}\t{i.key}" for i in self.items)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]  # a bad record still hashes
 
 
 def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_image: str = "keep",
-         scratch: str | os.PathLike | None = None) -> Plan:
+         scratch: str | os.PathLike | None = None, limits: ZipLimits | None = None) -> Plan:
     """List every record to answer under ``root`` (validation and test question files, never ``_withGT``).
 
     Image zips are extracted next to their JSON when needed; when that folder is read-only (a mounted challenge
-    input), into ``scratch/<split>/<Category>/<dataset>/`` instead.
+    input), into ``scratch/<split>/<Category>/<dataset>/`` instead. Nothing here stops the run: a bad archive
+    (not a zip, damaged, unsafe, over ``limits``) or question file is listed in ``file_errors`` and a bad record
+    keeps its place with an error naming its file and index.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
     """
     from mevlip.prompts import select_images
 
@@ -74,19 +92,23 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
     for qfile in discover(root, splits, gt="exclude"):
         if qfile.kind == "train":
             continue
-        image_roots = [qfile.dataset_dir, *_extract_images(qfile, scratch)]
+        archive_errors: dict[str, str] = {}
+        image_roots = [qfile.dataset_dir, *_extract_images(qfile, scratch, limits, archive_errors)]
+        result.file_errors.update(archive_errors)
+        hint = f" ({'; '.join(archive_errors.values())})" if archive_errors else ""
         try:
             records = json.loads(qfile.path.read_text(encoding="utf-8"))
             if not isinstance(records, list):
                 raise ValueError(f"expected a JSON list of records, got {type(records).__name__}")
-        except (ValueError, OSError) as err:  # the file is reported and skipped; the others are answered
+        except (ValueError, OSError, RecursionError) as err:  # the file is reported and skipped; the others answered
             result.file_errors[str(qfile.path)] = str(err)
             logger.error("%s: %s", qfile.path, err)
             continue
         result.files[str(qfile.path)] = records
         for record_index, record in enumerate(records):
             reason = validate_record(record)
-            key = record_key(record) if isinstance(record, dict) and "ImageName" in record else f"#{record_index}"
+            has_key = isinstance(record, dict) and "ImageName" in record and "Question" in record
+            key = record_key(record) if has_key else f"#{record_index}"
             item = Item(len(result.items), str(qfile.path), record_index, key)
             result.items.append(item)
             if reason:
@@ -96,27 +118,34 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
             try:
                 names = select_images(image_names(record), multi_image)[0]
                 item.images = [str(_resolve(image_roots, n)) for n in names]
-            except (FileNotFoundError, ValueError) as err:
-                item.error = f"{qfile.path} record {record_index}: {err}"
+            except (FileNotFoundError, ValueError) as err:  # UnsafePathError (a link out of the folder) is a ValueError
+                item.error = f"{qfile.path} record {record_index}: {err}{hint}"
     return result
 
 
-def _extract_images(qfile, scratch) -> list[Path]:
-    """Extract the dataset's image zips (in place, else under ``scratch``); returns extra image roots."""
-    zips = sorted(qfile.dataset_dir.glob("images*.zip"))
-    if not zips:
-        return []
-    try:
-        for archive in zips:
-            safe_extract(archive)
-        return []
-    except PermissionError:
-        if scratch is None:
-            raise
-        target = Path(scratch) / qfile.split / qfile.category / qfile.dataset_dir.name
-        for archive in zips:
-            safe_extract(archive, target)
-        return [target]
+def _extract_images(qfile, scratch, limits: ZipLimits | None, errors: dict[str, str]) -> list[Path]:
+    """Extract the dataset's image zips (in place, else under ``scratch``); returns extra image roots.
+
+    A bad archive is recorded in ``errors`` (archive path -> reason) and the others are still extracted.
+    """
+    roots: list[Path] = []
+    for archive in sorted(qfile.dataset_dir.glob("images*.zip")):
+        try:
+            try:
+                safe_extract(archive, limits=limits)
+            except OSError as err:
+                # the input folder is read-only (a mounted challenge input: EROFS, or no write permission)
+                if scratch is None or not (isinstance(err, PermissionError) or err.errno == errno.EROFS):
+                    raise
+                target = Path(scratch) / qfile.split / qfile.category / qfile.dataset_dir.name
+                if target not in roots:
+                    roots.append(target)
+                safe_extract(archive, target, limits)
+        except (FlareDataError, OSError) as err:  # refused, damaged, not a zip, cannot write: report, go on
+            reason = str(err) if isinstance(err, FlareDataError) else f"{archive}: cannot extract ({err})"
+            errors[str(archive)] = reason
+            logger.error("%s", reason)
+    return roots
 
 
 def _resolve(roots: list[Path], name: str) -> Path:
@@ -129,46 +158,196 @@ def _resolve(roots: list[Path], name: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- journal
-class Journal:
-    """Append-only JSONL of finished records; a torn last line (``kill -9`` mid-write) is ignored on resume."""
+class ResumeError(ValueError):
+    """The output folder belongs to another run: locked by a live one, or journalled by another configuration."""
 
-    def __init__(self, path: Path, fingerprint: str, overwrite: bool = False):
+
+#: ``inference.py`` settings that change an answer, fingerprinted with the journal (batch size, shards, the
+#: device index and progress bars do not; ``device_type`` stands for the device because ``--quantization auto``
+#: depends on it).
+ANSWER_SETTINGS = ("base_model", "preset", "routing", "threshold", "router_scoring", "max_new_tokens",
+                   "multi_image", "crop_to_patches", "system", "quantization")
+#: Files up to this size are hashed whole; a larger one (a base-model shard) by its size, head and tail.
+_HASH_WHOLE = 256 * 2**20
+_HASH_SAMPLE = 4 * 2**20
+
+
+def _file_digest(path: Path, digest) -> None:
+    size = path.stat().st_size
+    digest.update(f"{size}\0".encode())
+    with open(path, "rb") as fh:
+        if size <= _HASH_WHOLE:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        else:  # sampled: a retrained or replaced shard differs in its header or its tail
+            digest.update(fh.read(_HASH_SAMPLE))
+            fh.seek(size - _HASH_SAMPLE)
+            digest.update(fh.read(_HASH_SAMPLE))
+
+
+def tree_digest(path: str | os.PathLike | None) -> str:
+    """A digest of the model files under ``path`` (a file or folder; ``"none"`` / ``"missing"`` without one).
+
+    Names and bytes count, times do not (a copied model keeps its digest). Training leftovers that inference
+    never loads are skipped: ``checkpoint-*`` and ``runs`` folders and hidden files.
+    """
+    if path is None or str(path) == "":
+        return "none"
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    digest = hashlib.sha256()
+    files = [root] if root.is_file() else sorted(
+        p for p in root.rglob("*") if p.is_file()
+        and not any(part.startswith((".", "checkpoint-")) or part == "runs" for part in p.relative_to(root).parts))
+    for file in files:
+        digest.update(f"{file.relative_to(root).as_posix() if file != root else file.name}\0".encode())
+        _file_digest(file, digest)
+    return digest.hexdigest()[:16]
+
+
+def run_fingerprint(the_plan: Plan, settings: dict) -> dict[str, str]:
+    """Everything that changes an answer, as named parts (so a mismatch can say what changed).
+
+    Args:
+        the_plan: the inputs (``inputs``: every record key in order).
+        settings: ``vars(args)`` of ``inference.py``: the :data:`ANSWER_SETTINGS` present are recorded as given;
+            ``base_model`` (a local folder), ``adapters_dir`` and, when routing by router, ``router_dir`` are
+            hashed (:func:`tree_digest`).
+
+    Returns:
+        ``{part name: short string}``.
+    """
+    parts = {"inputs": the_plan.fingerprint()}
+    for name in ANSWER_SETTINGS:
+        if name in settings:
+            parts[name] = json.dumps(settings[name], ensure_ascii=False)
+    if "device" in settings:
+        parts["device_type"] = str(settings["device"]).split(":")[0]
+    base = settings.get("base_model")
+    if base and Path(base).exists():
+        parts["base_model_files"] = tree_digest(base)
+    parts["adapter_files"] = tree_digest(settings.get("adapters_dir"))
+    if settings.get("routing", "router") == "router":
+        parts["router_files"] = tree_digest(settings.get("router_dir"))
+    return parts
+
+
+def _digest(parts: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """``["routing '"general"' -> '"router"'", "adapter_files changed", ...]`` for the parts that differ."""
+    out = []
+    for name in list(new) + [n for n in old if n not in new]:
+        before, after = old.get(name, "(not recorded)"), new.get(name, "(not recorded)")
+        if before != after:
+            short = len(before) + len(after) <= 120 and not name.endswith(("_files", "inputs"))
+            out.append(f"{name} {before} -> {after}" if short else f"{name} changed")
+    return out
+
+
+class OutputLock:
+    """An exclusive lock on an output folder (``.inference.lock``), held by one run; the kernel drops it when the
+    holder exits, ``kill -9`` included, so a lock is never stale.
+
+    Raises:
+        ResumeError: another live run holds it (the message names its pid, host, start time and command).
+    """
+
+    NAME = ".inference.lock"
+
+    def __init__(self, folder: Path):
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / self.NAME
+        self._fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "unknown"
+            self._fh.close()
+            raise ResumeError(f"{folder} is in use by another inference run ({holder}); wait for it to finish or "
+                              "write into another --output_dir") from err
+        self._fh.seek(0)
+        self._fh.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}: {' '.join(sys.argv)}\n")
+        self._fh.flush()
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases it)."""
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class Journal:
+    """Append-only JSONL of answered records, for resuming; a torn last line (``kill -9`` mid-write) is ignored.
+
+    The first line records the run's fingerprint (:func:`run_fingerprint`); a journal of other inputs or another
+    configuration is refused with the parts that changed. Records that ended in an error are not resumed: a
+    rerun tries them again (a restored image, a transient failure). The journal holds the output folder's
+    :class:`OutputLock` until :meth:`close`, so two runs never interleave their answers.
+    """
+
+    def __init__(self, path: Path, fingerprint: str | dict[str, str], overwrite: bool = False):
         self.path = path
         self.done: dict[int, dict] = {}
-        if overwrite and path.exists():
-            path.unlink()
-        if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            header = json.loads(lines[0]) if lines else {}
-            if header.get("fingerprint") != fingerprint:
-                raise ValueError(f"{path} belongs to other inputs (fingerprint {header.get('fingerprint')} != "
-                                 f"{fingerprint}); use --overwrite to start afresh")
+        parts = dict(fingerprint) if isinstance(fingerprint, dict) else {"inputs": fingerprint}
+        self.lock = OutputLock(path.parent)
+        try:
+            self._open(parts, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, parts: dict[str, str], overwrite: bool) -> None:
+        path = self.path
+        header = {"fingerprint": _digest(parts), "parts": parts}
+        lines = [] if overwrite or not path.exists() else path.read_text(encoding="utf-8").splitlines()
+        if lines:
+            try:
+                old = json.loads(lines[0])
+            except json.JSONDecodeError:
+                old = {}
+            if not isinstance(old, dict):
+                old = {}
+            if old.get("fingerprint") != header["fingerprint"]:
+                old_parts = old.get("parts") or {"inputs": str(old.get("fingerprint"))}
+                changed = _changes(old_parts, parts) or ["fingerprint"]
+                what = "other inputs" if any(c.startswith("inputs") for c in changed) else "another configuration"
+                raise ResumeError(f"{path} belongs to {what}: {'; '.join(changed)}. Rerun with --overwrite to start "
+                                  "afresh, or write into another --output_dir")
             for line in lines[1:]:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                self.done[entry["i"]] = entry
-            # rewrite without a torn tail, so new lines start on a line of their own
-            self.fh = open(path, "w", encoding="utf-8")
-            self.fh.write(lines[0] + "\n")
+                if isinstance(entry, dict) and isinstance(entry.get("i"), int) and not entry.get("error"):
+                    self.done[entry["i"]] = entry
+        # rewrite (atomically) without a torn tail or failed records, then append
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(header) + "\n")  # ASCII-escaped: a lone surrogate in a record cannot fail a write
             for entry in self.done.values():
-                self.fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(path, "w", encoding="utf-8")
-            self.fh.write(json.dumps({"fingerprint": fingerprint}) + "\n")
-        self.fh.flush()
+                fh.write(json.dumps(entry) + "\n")
+        os.replace(tmp, path)
+        self.fh = open(path, "a", encoding="utf-8")
 
     def add(self, entry: dict) -> None:
         """Record one finished item (flushed at once)."""
         self.done[entry["i"]] = entry
-        self.fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.fh.write(json.dumps(entry) + "\n")
         self.fh.flush()
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file and release the output folder."""
         self.fh.close()
+        self.lock.release()
 
 
 # ----------------------------------------------------------------------------------------------- routing
@@ -307,8 +486,9 @@ def write_outputs(the_plan: Plan, done: dict[int, dict], output: Path, shard: tu
         counts["per_task"][str(entry.get("task"))] += 1
         counts["errors"] += bool(entry.get("error"))
     output.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(output, json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
-    _atomic_write(details_path(output), "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in details))
+    _atomic_write(output, lambda ascii: json.dumps(predictions, indent=2, ensure_ascii=ascii) + "\n")
+    _atomic_write(details_path(output), lambda ascii: "".join(json.dumps(d, ensure_ascii=ascii) + "\n"
+                                                              for d in details))
     return {"records": len(predictions), "per_adapter": dict(counts["per_adapter"]),
             "per_task": dict(counts["per_task"]), "errors": counts["errors"], "missing": counts["missing"]}
 
@@ -318,9 +498,14 @@ def details_path(output: Path) -> Path:
     return output.with_name(output.stem + ".details.jsonl")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, render: Callable[[bool], str]) -> None:
+    """Write ``render(ensure_ascii=False)``; if an input record holds a lone surrogate (not valid UTF-8), the
+    ASCII-escaped form instead (the same JSON once parsed)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    try:
+        tmp.write_text(render(False), encoding="utf-8")
+    except UnicodeEncodeError:
+        tmp.write_text(render(True), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -22,23 +22,34 @@ import logging
 import math
 import os
 import random
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mevlip.answers import format_boxes, format_count, format_instances, join_labels, parse_boxes, parse_instances
-from mevlip.flare import SPLITS, QuestionFile, discover, image_names, load_records, record_key
-from mevlip.prepare_images import FolderIndex, ImageChecker, extract_images
+from mevlip.flare import (
+    SPLITS,
+    FlareDataError,
+    QuestionFile,
+    ZipLimits,
+    discover,
+    image_names,
+    load_records,
+    record_key,
+)
+from mevlip.prepare_images import FolderIndex, ImageChecker, extract_images, why_missing
 from mevlip.prepare_io import (
+    DATASET_INFO,
+    PARTS,
     ROUTER_DIR,
     JsonListWriter,
+    Staging,
     dataset_entries,
+    merged_dataset_info,
     part_dir,
-    remove_part,
-    remove_stale,
+    read_dataset_info,
     split_router_set,
-    update_dataset_info,
+    stale_files,
     write_json,
 )
 from mevlip.prepare_stats import PartStats, TokenCounter, format_summary
@@ -176,7 +187,12 @@ class FilePlan:
 def plan_file(qfile: QuestionFile, config: PrepareConfig, checker: ImageChecker, stats: PartStats) -> FilePlan:
     """Read one question file, locate its images and start checking them (the first half of a file's work)."""
     rel_file = _relative(qfile.path, Path(config.dataset_root))
-    loaded = load_records(qfile, require_answer=True)
+    try:
+        loaded = load_records(qfile, require_answer=True)
+    except FlareDataError as err:  # not JSON, not UTF-8, too deep, unreadable: skip the file, prepare the others
+        stats.files += 1
+        stats.skip(rel_file, -1, "unreadable file", str(err))
+        return FilePlan(qfile, rel_file, [], checker.submit([]))
     stats.files += 1
     stats.records_read += len(loaded.records) + len(loaded.problems)
     for problem in loaded.problems:
@@ -225,7 +241,8 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
     for index, record, task, answer, inputs in plan.records:
         key, written = record_key(record), False
         for resolved in inputs:
-            bad = [(n, "missing image", "not found") if f is None else (n, "unreadable image", verdicts[f[0]])
+            bad = [(n, "missing image", why_missing(plan.qfile.dataset_dir, n)) if f is None  # or refused
+                   else (n, "unreadable image", verdicts[f[0]])
                    for n, f in resolved if f is None or verdicts[f[0]]]
             for name, kind, reason in bad:
                 stats.skip(plan.rel_file, index, kind, f"image {name!r}: {reason}", key)
@@ -258,20 +275,23 @@ def iter_file_rows(files: list[QuestionFile], config: PrepareConfig, checker: Im
 
 
 # ----------------------------------------------------------------------------------------------- the run
-def prepare(config: PrepareConfig, checker: ImageChecker | None = None) -> dict:
+def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: ZipLimits | None = None) -> dict:
     """Run data preparation; returns the stats that were written to ``prepare_stats.json``.
 
     With ``workers > 1`` the image checks run in a *spawned* process pool: a script calling this must do so
-    under ``if __name__ == "__main__":`` (Python's rule for spawn; the CLI does).
+    under ``if __name__ == "__main__":`` (Python's rule for spawn; the CLI does). Every output is staged and
+    swapped in at the end (:class:`mevlip.prepare_io.Staging`): a run that fails or is killed leaves the previous
+    outputs whole. A bad archive, question file or record is skipped and reported in the stats, never fatal.
 
     Args:
         config: the options.
         checker: image checker to use (default: an :class:`ImageChecker` with ``config.workers`` processes);
             the benchmark passes the naive one.
+        limits: zip-bomb limits of the image archives (default :class:`mevlip.flare.ZipLimits`).
 
     Raises:
         FileNotFoundError: no question files for ``config.splits``.
-        UnsafeArchiveError: an image zip would write outside its folder (nothing is extracted from it).
+        ValueError: the existing ``dataset_info.json`` is not a JSON object (checked before any work).
     """
     root, out = Path(config.dataset_root), Path(config.output_dir)
     files = {"train": discover(root, config.splits, gt="prefer"),
@@ -281,7 +301,8 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None) -> dict:
                                 "FLARE there (original_dataset/README.md) or write mini-FLARE: "
                                 f"python -m mevlip.synth --out {root} --scale small")
     out.mkdir(parents=True, exist_ok=True)
-    staging = out / _STAGING
+    existing_info = read_dataset_info(out)  # a broken file stops the run here, before anything is written
+    staging = Staging(out, _STAGING)
     counter = TokenCounter(config.tokenizer, config.image_tokens)
     own_checker = checker is None
     checker = checker or ImageChecker(config.workers, config.full_decode)
@@ -293,7 +314,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None) -> dict:
     writers: dict[str, JsonListWriter] = {}
     try:
         if config.extract:
-            for folder, _, error in extract_images(files["train"] + files["val"], checker.pool()):
+            for folder, _, error in extract_images(files["train"] + files["val"], checker.pool(), limits):
                 if error:
                     archive_errors.append({"folder": _relative(Path(folder), root), "error": error})
         for part, part_files in files.items():
@@ -311,7 +332,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None) -> dict:
                 for row, (text_len, total_len) in zip(rows, lengths):
                     task = row["task"]
                     if task not in writers:
-                        writers[task] = JsonListWriter(part_dir(out, part) / f"{task}.json", staging)
+                        writers[task] = staging.writer(f"flare/{part}/{task}.json")
                     writers[task].write(row)
                     stats.add_row(row, text_len, total_len)
                 if part == "train":
@@ -321,36 +342,40 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None) -> dict:
                 writer.close()
             written[part] = [t for t in TASK_NAMES if t in writers]
             writers = {}
+
+        delete, remove_if_empty = [], []
+        for part in PARTS:
+            stale, others = stale_files(out, part, written.get(part, []))
+            delete += stale
+            if part not in written:  # a run without --val_splits drops an older run's held-out files
+                remove_if_empty.append(part_dir(Path(), part).as_posix())
+            for name in others:
+                logger.warning("%s holds %s, which flare_all%s will also load", part_dir(out, part), name,
+                               PARTS[part])
+        if not written.get("train"):
+            logger.error("no training rows were written (see %s)", out / STATS_FILE)
+        write_json(staging.path(DATASET_INFO), merged_dataset_info(existing_info, dataset_entries(written)))
+        train_rows, test_rows = split_router_set(questions, config.router_test_fraction, config.seed)
+        write_json(staging.path(f"{ROUTER_DIR}/train.json"), train_rows)
+        write_json(staging.path(f"{ROUTER_DIR}/test.json"), test_rows)
+        stats = {
+            "dataset_root": os.path.relpath(os.path.realpath(root), os.path.realpath(out)),
+            "config": config.output_affecting(),
+            "parts": {p: s.to_dict(config.cutoff_len, counter.method) for p, s in part_stats.items()},
+            "archive_errors": archive_errors,
+            "router": {"unique_questions": len(questions), **router, "train": len(train_rows),
+                       "test": len(test_rows)},
+        }
+        write_json(staging.path(STATS_FILE), stats)
+        staging.commit(delete, remove_if_empty)
     except BaseException:
         for writer in writers.values():
             writer.abort()
+        staging.discard()
         raise
     finally:
         if own_checker:
             checker.close()
-        shutil.rmtree(staging, ignore_errors=True)
-
-    for part in ("train", "val"):
-        if part in written:
-            for name in remove_stale(out, part, written[part]):
-                logger.warning("%s holds %s, which flare_all%s will also load", part_dir(out, part), name,
-                               "" if part == "train" else "_val")
-        else:
-            remove_part(out, part)
-    if not written.get("train"):
-        logger.error("no training rows were written (see %s)", out / STATS_FILE)
-    update_dataset_info(out, dataset_entries(written))
-    train_rows, test_rows = split_router_set(questions, config.router_test_fraction, config.seed)
-    write_json(out / ROUTER_DIR / "train.json", train_rows)
-    write_json(out / ROUTER_DIR / "test.json", test_rows)
-    stats = {
-        "dataset_root": os.path.relpath(os.path.realpath(root), os.path.realpath(out)),
-        "config": config.output_affecting(),
-        "parts": {p: s.to_dict(config.cutoff_len, counter.method) for p, s in part_stats.items()},
-        "archive_errors": archive_errors,
-        "router": {"unique_questions": len(questions), **router, "train": len(train_rows), "test": len(test_rows)},
-    }
-    write_json(out / STATS_FILE, stats)
     return stats
 
 

@@ -1,11 +1,13 @@
 """Images for data preparation: extract the zips when needed, find each ``ImageName``, check that it opens.
 
-* Extraction goes through :func:`mevlip.flare.extract_dataset_zips` (``safe_extract``: unsafe members are
-  refused), but only for a folder where some zip member is missing or has another size on disk: a rerun then
-  reads each zip's central directory once instead of re-checking 50k members one by one.
-* :class:`FolderIndex` lists a dataset folder once (``os.scandir``) and answers ``ImageName`` lookups from
-  that listing; only names that are not there verbatim go through the lenient
-  :func:`mevlip.flare.resolve_image` (flare_format.md 1.3), so both give the same path.
+* Extraction goes through :func:`mevlip.flare.safe_extract` (unsafe members and zip bombs are refused, damaged
+  members skipped), but only for a folder where some zip member is missing or has another size on disk: a rerun
+  then reads each zip's central directory once instead of re-checking 50k members one by one. A bad archive is
+  reported and its records then report missing images; it never stops the run.
+* :class:`FolderIndex` lists a dataset folder once (``os.scandir``, never following a symbolic link, so a link
+  to ``/`` or a link loop is not walked) and answers ``ImageName`` lookups from that listing; only names that
+  are not there verbatim go through the lenient :func:`mevlip.flare.resolve_image` (flare_format.md 1.3), which
+  refuses a symbolic link leading out of the dataset folder.
 * LLaMA-Factory opens every image of a row in its collator, mid-training; one unreadable file ends the run.
   :func:`check_image` runs PIL's ``Image.open(...).verify()`` (header; for PNG every chunk CRC). JPEG's
   ``verify`` is a no-op, so a JPEG must also end with its end-of-image marker, or be decoded in full to decide.
@@ -16,15 +18,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from mevlip.flare import FlareDataError, QuestionFile, UnsafeArchiveError, extract_dataset_zips, resolve_image
+from mevlip.flare import FlareDataError, QuestionFile, UnsafePathError, ZipLimits, resolve_image, safe_extract
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +41,25 @@ _MIN_POOLED = 64
 
 # ----------------------------------------------------------------------------------------------- find
 def scan_folder(folder: str | os.PathLike, sizes: bool = False) -> dict[str, int]:
-    """Every file under ``folder``: relative POSIX path -> size (``-1`` unless ``sizes``; sizes cost a stat)."""
+    """Every regular file under ``folder``: relative POSIX path -> size (``-1`` unless ``sizes``).
+
+    Symbolic links are not followed (a link to ``/`` or to a parent would walk the filesystem or loop) and are
+    not listed; :func:`mevlip.flare.resolve_image` decides about a linked image. Unreadable sub-folders are skipped.
+    """
     found: dict[str, int] = {}
     stack = [(str(folder), "")]
     while stack:
         path, prefix = stack.pop()
-        with os.scandir(path) as entries:
-            for entry in entries:
-                rel = prefix + entry.name
-                if entry.is_dir():
-                    stack.append((entry.path, rel + "/"))
-                elif entry.is_file():
-                    found[rel] = entry.stat().st_size if sizes else -1
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    rel = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, rel + "/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        found[rel] = entry.stat(follow_symlinks=False).st_size if sizes else -1
+        except OSError as err:  # permission denied, a folder removed meanwhile: its images report as missing
+            logger.warning("cannot list %s: %s", path, err.strerror or err)
     return found
 
 
@@ -65,9 +77,20 @@ class FolderIndex:
             return self.head + name, name
         try:
             path = resolve_image(self.dataset_dir, name)
-        except FileNotFoundError:
+        except (FileNotFoundError, UnsafePathError):
             return None
         return str(path), path.relative_to(self.dataset_dir).as_posix()
+
+
+def why_missing(dataset_dir: Path, name: str) -> str:
+    """Why :meth:`FolderIndex.find` gave no image: ``"not found"``, or the refusal of a path leaving the folder."""
+    try:
+        resolve_image(dataset_dir, name)
+    except UnsafePathError as err:
+        return f"refused: {err}"
+    except FileNotFoundError:
+        pass
+    return "not found"
 
 
 # ----------------------------------------------------------------------------------------------- extract
@@ -75,39 +98,44 @@ def _needs_extraction(archive: Path, on_disk: dict[str, int]) -> bool:
     try:
         with zipfile.ZipFile(archive) as zf:
             return any(on_disk.get(i.filename) != i.file_size for i in zf.infolist() if not i.is_dir())
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, OSError):
         return True  # let safe_extract report it
 
 
-def extract_folder(folder: Path) -> tuple[str, int, str | None]:
-    """Extract one dataset folder's ``images*.zip`` if anything is missing; an unsafe zip raises.
+def extract_folder(folder: Path, limits: ZipLimits | None = None) -> tuple[str, int, str | None]:
+    """Extract one dataset folder's ``images*.zip`` if anything is missing; a bad archive is reported, not raised.
 
     Returns:
-        ``(folder, files written, error)``; ``error`` names a damaged archive (its records then report missing
-        images), else ``None``.
+        ``(folder, files written, error)``; ``error`` names each archive that was refused (unsafe member, over
+        the zip limits), damaged or unreadable (its records then report missing images), else ``None``.
     """
-    archives = sorted(folder.glob("images*.zip"))  # the pattern extract_dataset_zips uses
+    archives = sorted(folder.glob("images*.zip"))  # the pattern mevlip.flare.extract_dataset_zips uses
     if not archives:
         return str(folder), 0, None
     on_disk = scan_folder(folder, sizes=True)
-    if not any(_needs_extraction(a, on_disk) for a in archives):
-        return str(folder), 0, None
-    try:
-        return str(folder), sum(extract_dataset_zips(folder).values()), None
-    except UnsafeArchiveError:
-        raise
-    except FlareDataError as err:
-        return str(folder), 0, str(err)
+    written, errors = 0, []
+    for archive in archives:
+        if not _needs_extraction(archive, on_disk):
+            continue
+        try:
+            written += safe_extract(archive, limits=limits)
+        except FlareDataError as err:  # unsafe, a bomb, damaged or not a zip: this archive only
+            errors.append(str(err))
+        except OSError as err:  # e.g. a read-only dataset folder: its records report missing images
+            errors.append(f"{archive}: cannot extract ({err.strerror or err})")
+    return str(folder), written, "; ".join(errors) or None
 
 
-def extract_images(files: list[QuestionFile], pool: ProcessPoolExecutor | None = None) -> list[tuple]:
+def extract_images(files: list[QuestionFile], pool: ProcessPoolExecutor | None = None,
+                   limits: ZipLimits | None = None) -> list[tuple]:
     """Extract the image zips of the datasets behind ``files`` (each folder once; in parallel with a pool).
 
     Returns:
         :func:`extract_folder`'s ``(folder, files written, error)`` per folder.
     """
     folders = list(dict.fromkeys(f.dataset_dir for f in files))
-    results = list(pool.map(extract_folder, folders) if pool is not None else map(extract_folder, folders))
+    work = functools.partial(extract_folder, limits=limits)
+    results = list(pool.map(work, folders) if pool is not None else map(work, folders))
     for folder, _, error in results:
         if error:
             logger.error("cannot extract images of %s: %s", folder, error)
@@ -158,6 +186,24 @@ def check_images(paths: Sequence[str], full_decode: bool = False) -> list[str | 
 
 Verdicts = Callable[[], dict[str, str | None]]
 
+#: Seconds between a pool worker's checks that its parent is still alive.
+_PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end this worker once its parent is gone (``kill -9`` leaves no orphans).
+
+    A spawned worker blocks on its task queue and would outlive a killed parent; a daemon thread watches the
+    parent's pid and exits the process when the worker has been re-parented.
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 
 class ImageChecker:
     """Checks batches of image paths, in a process pool when ``workers > 1``; a context manager."""
@@ -184,7 +230,8 @@ class ImageChecker:
         if self.workers <= 1:
             return None
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def submit(self, paths: Iterable[str]) -> Verdicts:

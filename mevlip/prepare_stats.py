@@ -178,4 +178,6 @@ def format_summary(stats: dict) -> str:
     if router:
         lines.append(f"[router] {router['unique_questions']} unique questions ({router['duplicates']} duplicates "
                      f"dropped) -> train {router['train']}, test {router['test']}")
+    for error in stats.get("archive_errors", []):  # refused (unsafe, over the zip limits), damaged or unreadable
+        lines.append(f"[archives] {error['folder']}: not (fully) extracted: {error['error']}")
     return "\n".join(lines)

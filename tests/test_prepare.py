@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mevlip.flare import UnsafeArchiveError, discover, image_names, load_records, record_key, resolve_image
+from mevlip.flare import (
+    UnsafeArchiveError,
+    discover,
+    image_names,
+    load_records,
+    record_key,
+    resolve_image,
+    safe_extract,
+)
 from mevlip.prepare import PrepareConfig, canonical_answer, label_separator, prepare
 from mevlip.prepare_images import ImageChecker, NaiveImageChecker, check_image
 from mevlip.prepare_io import JsonListWriter, dumps, dumps_rows
@@ -305,13 +313,19 @@ def test_held_out_uses_ground_truth_files_and_skips_empty_answers(flare, tmp_pat
     assert len(answers) == val["records"]["read"] - 1 and all(answers)
 
 
-def test_unsafe_zip_is_refused(flare, tmp_path):
+def test_unsafe_zip_is_refused_and_the_run_goes_on(flare, tmp_path):
     folder = flare / "training" / "Endoscopy" / "endo"
     with zipfile.ZipFile(folder / "imagesExtra.zip", "w") as zf:
         zf.writestr("../../escape.txt", b"x")
     with pytest.raises(UnsafeArchiveError, match="imagesExtra.zip"):
-        prepare(PrepareConfig(str(flare), str(tmp_path / "data"), workers=1))
+        safe_extract(folder / "imagesExtra.zip")
+    stats = prepare(PrepareConfig(str(flare), str(tmp_path / "data"), workers=1))
+    [error] = stats["archive_errors"]  # reported; endo's own imagesTr.zip and every other dataset still prepared
+    assert error["folder"] == "training/Endoscopy/endo" and "imagesExtra.zip" in error["error"]
+    assert len(stats["parts"]["train"]["rows"]["per_dataset"]) == 19
     assert not (flare / "training" / "escape.txt").exists()
+
+
 
 
 # ----------------------------------------------------------------------------------------------- pieces

@@ -78,11 +78,18 @@ def _weights(m: int, config: EvalConfig, seed_parts: tuple[str, ...], cache: dic
     return cache[seed_parts]
 
 
+def unparsable(value: dict) -> bool:
+    """Whether a profile's parser read nothing from a prediction (``parsed`` is None or empty)."""
+    parsed = value.get("parsed")
+    return parsed is None or (isinstance(parsed, (str, list, tuple, dict, set)) and not parsed)
+
+
 def _slice_result(task: str, profile: str, cols: dict, missing: np.ndarray, config: EvalConfig,
-                  seed_parts: tuple[str, ...], cache: dict) -> dict:
+                  seed_parts: tuple[str, ...], cache: dict, unparsed: np.ndarray | None = None) -> dict:
     m = len(cols["scored"])
     metrics = {k: _number(v[0]) for k, v in aggregate(task, cols, point_weights(m), profile).items()}
-    result = {"n": m, "n_scored": int(cols["scored"].sum()), "n_missing": int(missing.sum()), "metrics": metrics}
+    result = {"n": m, "n_scored": int(cols["scored"].sum()), "n_missing": int(missing.sum()),
+              "n_unparsable": int(unparsed.sum()) if unparsed is not None else 0, "metrics": metrics}
     if task == "classification":
         result["n_classes"] = int(np.unique(cols["gt_code"][cols["scored"] & (cols["gt_code"] >= 0)]).size)
     if config.bootstrap and m:
@@ -130,13 +137,15 @@ def score_samples(match: MatchResult, config: EvalConfig) -> tuple[dict, list[di
                 values.append(value)
                 rows[i][profile] = value
             cols = build_columns(task, values)
-            result = _slice_result(task, profile, cols, missing, config, (task,), weights)
+            # answered but unreadable by this profile's parser (flare25 drops such counts; strict scores them 0)
+            unparsed = ~missing & np.array([unparsable(v) for v in values], bool)
+            result = _slice_result(task, profile, cols, missing, config, (task,), weights, unparsed)
             result["primary_metric"] = PRIMARY[task]
             result["datasets"] = {}
             for name in dict.fromkeys(datasets.tolist()):
                 sel = datasets == name
                 result["datasets"][name] = _slice_result(task, profile, take(cols, sel), missing[sel], config,
-                                                         (task, name), weights)
+                                                         (task, name), weights, unparsed[sel])
             profiles[profile]["tasks"][task] = result
     return profiles, rows
 
@@ -148,12 +157,14 @@ def _primary_table(profiles: dict) -> dict:
             continue
         metric = PRIMARY[task]
         table[task] = {"metric": metric, "higher_is_better": HIGHER_IS_BETTER[metric],
-                       "n": profiles["flare25"]["tasks"][task]["n"]}
+                       "n": profiles["flare25"]["tasks"][task]["n"],
+                       "n_missing": profiles["flare25"]["tasks"][task]["n_missing"]}
         for profile in PROFILES:
             entry = profiles[profile]["tasks"][task]
             table[task][profile] = entry["metrics"].get(metric)
             table[task][f"{profile}_ci95"] = entry.get("ci95", {}).get(metric)
             table[task][f"{profile}_n_scored"] = entry["n_scored"]
+            table[task][f"{profile}_n_unparsable"] = entry["n_unparsable"]
     return table
 
 

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mevlip.flare import discover, load_records, record_key
+from mevlip.flare import FlareDataError, discover, load_records, record_key
 from mevlip.tasks import normalize_task_type
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,27 @@ def load_ground_truth(root: str | os.PathLike, splits: tuple[str, ...]) -> tuple
             samples.append(Sample(record_key(record), qfile.dataset, qfile.split, task, record["Answer"]))
         if not qfile.with_gt and qfile.split in ("validation-hidden", "testing"):
             logger.warning("%s has no _withGT file next to it: its empty answers cannot be scored", qfile.path)
+    _check_splits_have_ground_truth(root, splits, files, samples)
     return samples, problems
+
+
+def _check_splits_have_ground_truth(root, splits: tuple[str, ...], files: list, samples: list[Sample]) -> None:
+    """Refuse a split that has no question file, or whose answers are all empty (hidden files without _withGT).
+
+    Scoring such a split would print empty tables and exit 0, as if there were nothing wrong.
+
+    Raises:
+        FlareDataError: naming the split and, for a split without answers, a file of it.
+    """
+    answered = {s.split for s in samples if not _is_empty(s.target)}
+    for split in splits:
+        split_files = [f for f in files if f.split == split]
+        if not split_files:
+            raise FlareDataError(f"--splits {split}: no question files under {Path(root) / split}")
+        if split not in answered:
+            raise FlareDataError(f"--splits {split}: no ground truth: every answer is empty (e.g. "
+                                 f"{split_files[0].path}); put the _withGT files next to the question files or "
+                                 "leave the split out")
 
 
 def load_predictions(path: str | os.PathLike) -> list:

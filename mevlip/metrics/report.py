@@ -83,14 +83,21 @@ def markdown(results: dict) -> str:
              f"{cfg['missing']}; primary profile: **{results['primary_profile']}**; bootstrap: {cfg['bootstrap']} "
              f"(seed {cfg['seed']}); git {results.get('git_hash') or 'unknown'}.", "",
              "## Primary metrics per task (pooled over datasets)", "",
-             "| task | metric | n | " + " | ".join(f"{p}{' (primary)' if i == 0 else ''} | 95% CI" for i, p in
-                                                enumerate(order)) + " |",
-             "|---|---|---|" + "---|---|" * len(order)]
+             "| task | metric | n | missing | " + " | ".join(
+                 f"{p}{' (primary)' if i == 0 else ''} | 95% CI | {p} scored (unparsable)" for i, p in
+                 enumerate(order)) + " |",
+             "|---|---|---|---|" + "---|---|---|" * len(order)]
     for task, row in results["primary_metrics"].items():
         arrow = "↑" if row["higher_is_better"] else "↓"
-        cells = " | ".join(f"{_fmt(row[p])} | {_ci(row[p + '_ci95'])}" for p in order)
-        lines.append(f"| {TASKS[task].title} | {row['metric']} {arrow} | {row['n']} | {cells} |")
-    lines += ["", "`green_flare25_rule` is the organisers' rule-based composite that their READMEs call GREEN; it is "
+        cells = " | ".join(f"{_fmt(row[p])} | {_ci(row[p + '_ci95'])} | {row[p + '_n_scored']} "
+                           f"({row.get(p + '_n_unparsable', 0)})" for p in order)
+        lines.append(f"| {TASKS[task].title} | {row['metric']} {arrow} | {row['n']} | {row.get('n_missing', 0)} | "
+                     f"{cells} |")
+    lines += ["", "*missing*: ground-truth records without a prediction; *unparsable*: answered, but the profile's "
+              "parser read nothing. flare25 (the organisers' rule) drops a missing or unparsable count/regression "
+              "answer from the MAE, so it can look good with few answers: read it with *scored*; strict counts "
+              "them as wrong (0).", "",
+              "`green_flare25_rule` is the organisers' rule-based composite that their READMEs call GREEN; it is "
               "not Stanford GREEN (`green_llm`, only with `--green_model`).", "",
               "## Per dataset", "", "| task | dataset | n | metric | " + " | ".join(order) + " |",
               "|---|---|---|---|" + "---|" * len(order)]
