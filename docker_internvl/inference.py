@@ -41,15 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base_model", default=os.environ.get("MEVLIP_BASE_MODEL", DEFAULT_BASE_MODEL),
                    help="hub id or local folder of the base model (env MEVLIP_BASE_MODEL)")
     p.add_argument("--adapters_dir", default=os.environ.get("MEVLIP_ADAPTERS_DIR"),
-                   help="folder with one LoRA adapter per sub-folder: general, classification, ... "
-                        "(env MEVLIP_ADAPTERS_DIR; unset: the base model answers)")
+                   help="LoRA adapters: ours (general/, classification/, ...) or the authors' release as downloaded "
+                        "(internvl-all/lora/sft/ = general, classification/, ...) (env MEVLIP_ADAPTERS_DIR; unset: "
+                        "the base model answers)")
     p.add_argument("--router_dir", default=os.environ.get("MEVLIP_ROUTER_DIR"),
-                   help="the trained task classifier (env MEVLIP_ROUTER_DIR)")
+                   help="the task classifier: ours (train_task_classifier.py) or a plain GLiClass folder such as "
+                        "the authors' release (env MEVLIP_ROUTER_DIR)")
     p.add_argument("--routing", default="router", choices=ROUTINGS,
                    help="router: ME-VLIP's task classifier; record: the record's own TaskType (oracle ablation); "
                         "general: the general adapter only (the paper's 'without TC')")
     p.add_argument("--threshold", type=float, default=None,
                    help="router confidence below which the general adapter answers (default: the router's, 0.3)")
+    p.add_argument("--router_scoring", default="softmax", choices=["softmax", "sigmoid"],
+                   help="router confidence: softmax over the seven labels (the original's single-label pipeline, "
+                        "default) or a sigmoid per label (gliclass multi-label)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to run when an adapter the routing can use is missing (default: it falls back to "
+                        "the general adapter, or to the base model, as printed at start)")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
                    help="as in data preparation: keep every image of a record (default), or the first only")
@@ -66,6 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_adapters(args):
+    """Find the adapters, log which adapter answers each task (and what falls back, and why); ``--strict`` refuses gaps.
+
+    Returns:
+        The :class:`mevlip.adapters_layout.AdapterLayout` found, or ``None`` without ``--adapters_dir``.
+    """
+    from mevlip.adapters_layout import AdapterLayoutError, describe, find_adapters, needed_adapters
+
+    try:
+        layout = find_adapters(args.adapters_dir) if args.adapters_dir else None
+    except AdapterLayoutError as err:
+        raise SystemExit(f"--adapters_dir: {err}") from None
+    for line in describe(layout, args.routing):
+        logger.info(line)
+    needed = needed_adapters(args.routing)
+    missing = list(needed) if layout is None else layout.missing(needed)
+    if args.strict and missing:
+        why = "; ".join(layout.absent.get(n, "not found") for n in missing) if layout else "no --adapters_dir"
+        raise SystemExit(f"--strict: adapter(s) {', '.join(missing)} missing ({why})")
+    return layout
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run inference; returns the summary that is also written to ``<output stem>.summary.json``."""
     args = build_parser().parse_args(argv)
@@ -77,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "(use keep or first)")
     if args.routing == "router" and not args.router_dir:
         raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
+    layout = check_adapters(args)
     output = Path(args.output_dir) / args.output_filename
     start = time.perf_counter()
     try:  # a user error (no dataset, a folder in use, a journal of another configuration): one line, no traceback
@@ -90,11 +121,17 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"inference.py: {err}") from err
     router = None
     if args.routing == "router":
-        from mevlip.router import Router
+        from mevlip.router import Router, RouterError
 
-        router = Router.from_pretrained(args.router_dir, device="cpu" if args.device == "cpu" else args.device)
+        try:
+            router = Router.from_pretrained(args.router_dir, device="cpu" if args.device == "cpu" else args.device,
+                                            scoring=args.router_scoring)
+        except RouterError as err:
+            raise SystemExit(f"--router_dir: {err}") from None
         if args.threshold is not None:
             router.threshold = args.threshold
+        logger.info("router %s: questions whose top %s score is below %.2f, and empty ones, go to the general adapter",
+                    args.router_dir, router.scoring_name, router.threshold)
     pending = [i for i in the_plan.items if i.index % args.num_shards == args.shard_index
                and i.index not in journal.done]
     routes = route_items(pending, args.routing, router)
@@ -117,7 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     written = write_outputs(the_plan, journal.done, output, (args.num_shards, args.shard_index))
     wall = time.perf_counter() - start
     summary = {"output": str(output), "routing": args.routing, "base_model": args.base_model,
-               "adapters_dir": args.adapters_dir, "adapters_loaded": loaded, "router_dir": args.router_dir,
+               "adapters_dir": args.adapters_dir, "adapters_loaded": loaded,
+               "adapter_folders": {n: str(f) for n, f in layout.folders.items()} if layout else {},
+               "router_dir": args.router_dir, "router_scoring": args.router_scoring if router else None,
                "shard": [args.num_shards, args.shard_index], **written, "answered_now": stats["answered"],
                "resumed": stats["resumed"], "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
                "records_per_second": round(stats["answered"] / stats["seconds"], 3) if stats["seconds"] else None,

@@ -1,31 +1,83 @@
 #!/bin/sh
 # FLARE 2025 Task 5 container entry point: answer every question under the input folder and write
-# $OUTPUT_DIR/predictions.json. The challenge runs `sh predict.sh` with the data mounted at /workspace/inputs
-# (<Category>/<dataset>/*_questions_test.json + imagesTs/) and collects /workspace/outputs/predictions.json.
-# Every path is an environment variable with the container's default, so the same script runs outside it.
+# $OUTPUT_DIR/predictions.json. The challenge runs `docker run ... IMAGE /bin/bash -c "sh predict.sh"` in the
+# image's working directory (/app) with the data mounted at /workspace/inputs (<Category>/<dataset>/
+# *_questions_test.json + imagesTs/) and collects /workspace/outputs/predictions.json; `docker run IMAGE` alone
+# runs the same (the image's CMD). Every path is an environment variable with the container's default, so the same
+# script runs outside it. Arguments, if any, are inference.py options (--...), passed on.
 set -eu
 
 INPUT_DIR="${INPUT_DIR:-/workspace/inputs}"
 OUTPUT_DIR="${OUTPUT_DIR:-/workspace/outputs}"
 MODELS_DIR="${MODELS_DIR:-/app/models}"
+
+# the first existing folder of $1 $2 ..., else $1 (inference.py then names it as missing)
+first_dir() {
+    for candidate in "$@"; do
+        if [ -d "$candidate" ]; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "$1"
+}
+
+# Models: ours (InternVL3-8B-hf/, adapters/, task_classifier/) or the authors' release where the original
+# inference.py read it (FLARE-InternVL3-8B-hf/, FLARE-gliclass-small-v1.0/). Set a variable to an empty string to
+# answer with the base model alone (no adapters) or to route without a router.
 export MEVLIP_BASE_MODEL="${MEVLIP_BASE_MODEL:-$MODELS_DIR/InternVL3-8B-hf}"
-# set to an empty string to answer with the base model alone (no adapters) or to route without a router
-export MEVLIP_ADAPTERS_DIR="${MEVLIP_ADAPTERS_DIR-$MODELS_DIR/adapters}"
-export MEVLIP_ROUTER_DIR="${MEVLIP_ROUTER_DIR-$MODELS_DIR/task_classifier}"
+export MEVLIP_ADAPTERS_DIR="${MEVLIP_ADAPTERS_DIR-$(first_dir "$MODELS_DIR/adapters" "$MODELS_DIR/FLARE-InternVL3-8B-hf")}"
+export MEVLIP_ROUTER_DIR="${MEVLIP_ROUTER_DIR-$(first_dir "$MODELS_DIR/task_classifier" "$MODELS_DIR/FLARE-gliclass-small-v1.0")}"
 DEVICE="${DEVICE:-cuda:0}"
 BATCH_SIZE="${BATCH_SIZE:-8}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-512}"
 ROUTING="${ROUTING:-router}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 
+# A command line meant for the container (e.g. `/bin/bash -c "sh predict.sh"` given to an image whose ENTRYPOINT
+# is this script) must not reach inference.py as options.
+if [ "$#" -gt 0 ]; then
+    case "$1" in
+        --*) ;;
+        *)
+            echo "predict.sh: arguments must be inference.py options (--...), got '$1'" >&2
+            exit 2
+            ;;
+    esac
+fi
+
+if [ ! -d "$INPUT_DIR" ]; then
+    echo "predict.sh: input folder INPUT_DIR=$INPUT_DIR does not exist (mount the test data there)" >&2
+    exit 1
+fi
+if [ -z "$(ls -A "$INPUT_DIR")" ]; then
+    echo "predict.sh: input folder INPUT_DIR=$INPUT_DIR is empty (mount the test data there)" >&2
+    exit 1
+fi
+if ! mkdir -p "$OUTPUT_DIR" 2>/dev/null || [ ! -w "$OUTPUT_DIR" ]; then
+    echo "predict.sh: cannot write to OUTPUT_DIR=$OUTPUT_DIR (running as uid $(id -u))" >&2
+    exit 1
+fi
+
 HERE="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p "$OUTPUT_DIR"
+echo "predict.sh: $INPUT_DIR -> $OUTPUT_DIR/predictions.json; base $MEVLIP_BASE_MODEL," \
+    "adapters ${MEVLIP_ADAPTERS_DIR:-none}, router ${MEVLIP_ROUTER_DIR:-none}, routing $ROUTING"
 
 # The test set may arrive as <Category>/<dataset>/ folders directly under INPUT_DIR (no split folder);
 # inference walks split folders, so expose such a layout as INPUT_DIR/testing through a link in a scratch folder.
+# Both that folder and the images inference extracts under OUTPUT_DIR/.images (read-only inputs) are removed on exit.
 DATA_ROOT="$INPUT_DIR"
+SCRATCH=""
+IMAGES_SCRATCH=""
+[ -e "$OUTPUT_DIR/.images" ] || IMAGES_SCRATCH="$OUTPUT_DIR/.images"
+cleanup() {
+    if [ -n "$SCRATCH" ]; then rm -rf "$SCRATCH"; fi
+    if [ -n "$IMAGES_SCRATCH" ]; then rm -rf "$IMAGES_SCRATCH"; fi
+}
+trap cleanup EXIT
 if [ ! -d "$INPUT_DIR/testing" ] && [ ! -d "$INPUT_DIR/validation-hidden" ] && [ ! -d "$INPUT_DIR/validation-public" ]; then
-    DATA_ROOT="$(mktemp -d)"
+    SCRATCH="$(mktemp -d)"
+    DATA_ROOT="$SCRATCH"
     ln -s "$(cd "$INPUT_DIR" && pwd)" "$DATA_ROOT/testing"
 fi
 

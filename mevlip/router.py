@@ -12,8 +12,20 @@ A router folder (written by ``task_classifier/train_task_classifier.py``, see :f
     label_tokenizer/                    the label model's tokenizer (bi-encoder only)
     router_config.json                  labels, label -> adapter, routing threshold, how it was trained
 
+A plain GLiClass folder (``GLiClassModel.save_pretrained`` and its tokenizer, no ``router_config.json``), as the
+authors released theirs (``MaiAShaaban/flare-gliclass-small-v1.0``), loads too: it is scored with the original
+inference.py's label strings (:data:`RELEASE_LABELS`), which map to our task names through :mod:`mevlip.tasks`.
+
+Scores: ``softmax`` over the labels is what the original's ``ZeroShotClassificationPipeline(...,
+classification_type="single-label")`` computed, and what its 0.3 threshold was applied to; ``sigmoid`` is gliclass's
+multi-label score. Without a choice, a router scores as its ``problem_type`` was trained (sigmoid for multi-label).
+
 Questions are pooled mask-aware (:func:`pool`): padding never enters a question's score, so a question gets the
 score that gliclass's own pipeline gives it alone, whatever else is in its batch (the tests check this).
+
+No router folder runs code: gliclass would load an encoder config of an unknown ``model_type`` with remote code
+trusted, from the folder its ``encoder_model`` names; :func:`check_config_file` refuses such a ``config.json``
+before gliclass reads it.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from mevlip.tasks import GENERAL_ADAPTER, TASKS
+from mevlip.tasks import GENERAL_ADAPTER, TASKS, normalize_task_type
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +48,11 @@ LABEL_TOKENIZER_DIR = "label_tokenizer"
 DEFAULT_THRESHOLD = 0.3
 LABEL_TOKEN, SEP_TOKEN = "<<LABEL>>", "<<SEP>>"
 ARCHITECTURES = ("uni-encoder", "bi-encoder")
+#: How label scores are computed: ``softmax`` over the labels (the original's single-label pipeline) or ``sigmoid``.
+SCORINGS = ("softmax", "sigmoid")
+#: The label strings the original inference.py scores with (its order); the authors' router was trained on them.
+RELEASE_LABELS = ("classification", "detection", "regression", "counting", "instance_detection",
+                  "multi-label classification", "report_generation")
 # GLiClass options whose forward :func:`logits` does not reproduce; a router trained with them is refused.
 _UNSUPPORTED = {"use_lstm": False, "squeeze_layers": False, "layer_wise": False, "use_segment_embeddings": False,
                 "use_calibrator": False, "encoder_layer_id": -1}
@@ -46,9 +63,13 @@ class RouterError(ValueError):
 
 
 class Route(NamedTuple):
-    """Where one question goes: predicted task type, its score, and the adapter that will answer it."""
+    """Where one question goes: predicted task type, its score, and the adapter that will answer it.
 
-    task: str
+    An empty (or whitespace-only) question is not classified: ``task`` is ``None``, ``score`` 0 and the general
+    adapter answers it (an untrained guess on no text must not pick a task adapter).
+    """
+
+    task: str | None
     score: float
     adapter: str
 
@@ -123,11 +144,20 @@ def uni_inputs(questions: list[str], labels: list[str], prompt_first: bool) -> l
     return [prompt + q if prompt_first else q + prompt for q in questions]
 
 
-def probabilities(config, logits: torch.Tensor) -> torch.Tensor:
-    """Per-label scores: sigmoid for a multi-label (focal-loss) model, softmax for a single-label one."""
-    if config.problem_type == "multi_label_classification":
+def probabilities(config, logits: torch.Tensor, scoring: str | None = None) -> torch.Tensor:
+    """Per-label scores ``(B, C)``.
+
+    Args:
+        scoring: ``softmax`` (over the labels, as gliclass's single-label pipeline) or ``sigmoid`` (per label, as
+            its multi-label pipeline); ``None``: sigmoid for a multi-label (focal-loss) model, else softmax.
+    """
+    if scoring is None:
+        scoring = "sigmoid" if config.problem_type == "multi_label_classification" else "softmax"
+    if scoring == "sigmoid":
         return torch.sigmoid(logits.float())
-    return torch.softmax(logits.float(), dim=-1)
+    if scoring == "softmax":
+        return torch.softmax(logits.float(), dim=-1)
+    raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -158,6 +188,46 @@ def read_router_config(path: str | os.PathLike) -> dict:
     threshold = cfg.setdefault("threshold", DEFAULT_THRESHOLD)
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise RouterError(f"{path}: 'threshold' must be a number in [0, 1], got {threshold!r}")
+    return cfg
+
+
+def check_config_file(path: str | os.PathLike) -> dict:
+    """Read a router's ``config.json`` and refuse any that is not GLiClass's or that would make gliclass run code.
+
+    gliclass 0.1.21 (``GLiClassModelConfig``) loads an ``encoder_config`` whose ``model_type`` transformers does not
+    know with ``AutoConfig.from_pretrained(encoder_model)``, trusting remote code: a ``config.json`` pointing
+    ``encoder_model`` at a folder with a ``configuration_*.py`` would run that file. Only encoder and label-model
+    configs of transformers' own types pass, and nothing with an ``auto_map``.
+
+    Raises:
+        RouterError: missing or invalid file, or a config that is refused; the message names the file.
+    """
+    from transformers.models.auto import CONFIG_MAPPING
+
+    path = Path(path)
+    if not path.is_file():
+        raise RouterError(f"{path}: not found (a router folder is a GLiClass model: config.json, model.safetensors "
+                          "and tokenizer files)")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RouterError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(cfg, dict) or cfg.get("model_type") != "GLiClass":
+        found = cfg.get("model_type") if isinstance(cfg, dict) else type(cfg).__name__
+        raise RouterError(f"{path}: not a GLiClass model config (model_type {found!r})")
+    if "auto_map" in cfg:
+        raise RouterError(f"{path}: 'auto_map' asks to run code from the folder; router folders never run code")
+    for key, source in (("encoder_config", "encoder_model"), ("label_model_config", "label_model_name")):
+        sub = cfg.get(key)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            raise RouterError(f"{path}: {key!r} must be a JSON object, got {type(sub).__name__}")
+        model_type = sub.get("model_type", "deberta-v2")  # gliclass's own default for a config without one
+        if model_type not in CONFIG_MAPPING or "auto_map" in sub:
+            raise RouterError(f"{path}: {key} model_type {model_type!r} is not a transformers architecture; gliclass "
+                              f"would load it trusting remote code from {cfg.get(source)!r}, which runs code "
+                              "from that folder: refused (router folders never run code)")
     return cfg
 
 
@@ -193,42 +263,77 @@ class Router:
     """A loaded task router: classify questions in batches and map them to adapters.
 
     Attributes:
-        labels: the label set (task names) in scoring order.
-        adapters: label -> adapter name.
+        labels: the label set as task names (:data:`mevlip.tasks.TASK_NAMES` spellings), in scoring order.
+        label_texts: the label strings the model scores (its training labels): ``labels`` for our routers, the
+            original's strings (:data:`RELEASE_LABELS`) for a plain GLiClass folder such as the authors' release.
+        adapters: task name -> adapter name.
         threshold: top score below which :meth:`route` falls back to :data:`GENERAL_ADAPTER`.
+        scoring: ``softmax``, ``sigmoid`` (:data:`SCORINGS`) or ``None`` (as the model's ``problem_type``).
     """
 
     def __init__(self, model, tokenizer, label_tokenizer, labels: list[str], adapters: dict[str, str],
-                 threshold: float = DEFAULT_THRESHOLD, device: str | torch.device = "cpu", max_length: int = 512):
+                 threshold: float = DEFAULT_THRESHOLD, device: str | torch.device = "cpu", max_length: int = 512,
+                 label_texts: list[str] | None = None, scoring: str | None = None):
         check_supported(model.config)
+        if scoring is not None and scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
         self.model = model.to(device).eval()  # eval: no dropout, so scores are deterministic
         self.core = model.model
         self.tokenizer, self.label_tokenizer = tokenizer, label_tokenizer
         self.labels, self.adapters, self.threshold = list(labels), dict(adapters), float(threshold)
+        self.label_texts = list(labels if label_texts is None else label_texts)
+        if len(self.label_texts) != len(self.labels):
+            raise ValueError(f"{len(self.label_texts)} label texts for {len(self.labels)} labels")
+        self.scoring = scoring
         self.device = torch.device(device)
         self.max_length = max_length
         self._label_emb: torch.Tensor | None = None
 
+    @property
+    def scoring_name(self) -> str:
+        """The scoring in effect: ``softmax`` or ``sigmoid``."""
+        if self.scoring is not None:
+            return self.scoring
+        return "sigmoid" if self.model.config.problem_type == "multi_label_classification" else "softmax"
+
     @classmethod
     def from_pretrained(cls, router_dir: str | os.PathLike, device: str | torch.device = "cpu",
-                        threshold: float | None = None) -> Router:
-        """Load a router folder written by :func:`save_router` (offline, safetensors only).
+                        threshold: float | None = None, scoring: str | None = None) -> Router:
+        """Load a router folder offline, safetensors only, running no code from it.
+
+        Two kinds of folder load: ours, written by :func:`save_router` (``router_config.json`` and the model's
+        ``router_labels``), and a plain GLiClass folder (``save_pretrained`` + tokenizer, such as the authors'
+        ``MaiAShaaban/flare-gliclass-small-v1.0``), scored with the original's labels :data:`RELEASE_LABELS` and
+        threshold 0.3. A plain bi-encoder's label tokenizer comes from ``label_tokenizer/`` if present, else from
+        its config's ``label_model_name`` (a local folder, or a Hub id already in the local cache).
 
         Args:
             router_dir: the folder.
             device: ``cpu`` or ``cuda``.
-            threshold: override ``router_config.json``'s routing threshold.
+            threshold: override the routing threshold (``router_config.json``'s, else 0.3).
+            scoring: ``softmax`` or ``sigmoid`` (:data:`SCORINGS`); ``None``: as the model's ``problem_type``.
 
         Raises:
-            RouterError: missing files, or labels in ``router_config.json`` that differ from the model's own.
+            RouterError: missing files, a refused ``config.json`` (:func:`check_config_file`), or labels in
+                ``router_config.json`` that differ from the model's own.
         """
         from gliclass import GLiClassModel
         from transformers import AutoTokenizer
 
         router_dir = Path(router_dir)
-        cfg = read_router_config(router_dir / ROUTER_CONFIG)
+        if not router_dir.is_dir():
+            raise RouterError(f"{router_dir}: router folder not found")
+        model_cfg = check_config_file(router_dir / "config.json")
+        plain = "router_labels" not in model_cfg and not (router_dir / ROUTER_CONFIG).exists()
+        if plain:
+            labels = [normalize_task_type(x) for x in RELEASE_LABELS]
+            cfg = {"labels": labels, "label_texts": list(RELEASE_LABELS), "threshold": DEFAULT_THRESHOLD,
+                   "adapters": {task: TASKS[task].adapter for task in labels}}
+        else:
+            cfg = read_router_config(router_dir / ROUTER_CONFIG)
         if not (router_dir / "model.safetensors").is_file():
-            raise RouterError(f"{router_dir / 'model.safetensors'}: not found (routers are saved as safetensors)")
+            raise RouterError(f"{router_dir / 'model.safetensors'}: not found (routers are loaded from safetensors "
+                              "only)")
         model = GLiClassModel.from_pretrained(router_dir, use_safetensors=True)
         saved = getattr(model.config, "router_labels", None)
         if saved is not None and list(saved) != cfg["labels"]:
@@ -237,14 +342,11 @@ class Router:
         tokenizer = AutoTokenizer.from_pretrained(router_dir)
         label_tokenizer = None
         if model.config.architecture_type == "bi-encoder":
-            label_dir = router_dir / LABEL_TOKENIZER_DIR
-            if not label_dir.is_dir():
-                raise RouterError(f"{label_dir}: the bi-encoder's label tokenizer is missing")
-            label_tokenizer = AutoTokenizer.from_pretrained(label_dir)
-            model.config.label_model_name = str(label_dir)  # so gliclass's own pipeline finds it offline too
+            label_tokenizer = _label_tokenizer(router_dir, model.config, plain)
         max_length = min(int(cfg.get("max_length", 512)), 512)
         return cls(model, tokenizer, label_tokenizer, cfg["labels"], cfg["adapters"],
-                   cfg["threshold"] if threshold is None else threshold, device, max_length)
+                   cfg["threshold"] if threshold is None else threshold, device, max_length,
+                   label_texts=cfg.get("label_texts"), scoring=scoring)
 
     def _tokenize(self, tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         enc = tokenizer(texts, truncation=True, max_length=self.max_length, padding="longest", return_tensors="pt")
@@ -254,7 +356,7 @@ class Router:
     def label_embeddings(self) -> torch.Tensor:
         """Bi-encoder label embeddings ``(C, D)``, computed once per router."""
         if self._label_emb is None:
-            self._label_emb = label_embeddings(self.core, *self._tokenize(self.label_tokenizer, self.labels))
+            self._label_emb = label_embeddings(self.core, *self._tokenize(self.label_tokenizer, self.label_texts))
         return self._label_emb
 
     @torch.inference_mode()
@@ -263,9 +365,7 @@ class Router:
 
         Questions are batched in order of length (less padding, same scores) and put back in input order.
         """
-        for i, q in enumerate(questions):
-            if not isinstance(q, str):
-                raise TypeError(f"question {i} is a {type(q).__name__}, expected str")
+        _check_questions(questions)
         if not questions:
             return torch.zeros((0, len(self.labels)))
         order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
@@ -283,9 +383,9 @@ class Router:
                 logits = bi_logits(self.core, text_embeddings(self.core, *self._tokenize(self.tokenizer, texts)),
                                    label_emb)
             else:
-                seqs = uni_inputs(texts, self.labels, self.model.config.prompt_first)
+                seqs = uni_inputs(texts, self.label_texts, self.model.config.prompt_first)
                 logits = uni_logits(self.core, *self._tokenize(self.tokenizer, seqs), len(self.labels))
-            out[batch] = probabilities(self.model.config, logits).cpu()
+            out[batch] = probabilities(self.model.config, logits, self.scoring).cpu()
         return out
 
     def classify(self, questions: list[str], batch_size: int = 64, progress: bool = False) -> list[tuple[str, float]]:
@@ -298,7 +398,39 @@ class Router:
 
     def route(self, questions: list[str], batch_size: int = 64, threshold: float | None = None,
               progress: bool = False) -> list[Route]:
-        """Classify and map each question to its task's adapter, or to the general adapter below the threshold."""
+        """Classify and map each question to its task's adapter, or to the general adapter below the threshold.
+
+        Empty or whitespace-only questions are not classified and go to the general adapter (see :class:`Route`).
+        """
         threshold = self.threshold if threshold is None else threshold
-        return [Route(task, score, self.adapters[task] if score >= threshold else GENERAL_ADAPTER)
-                for task, score in self.classify(questions, batch_size, progress)]
+        _check_questions(questions)
+        asked = [i for i, q in enumerate(questions) if q.strip()]
+        routes = [Route(None, 0.0, GENERAL_ADAPTER)] * len(questions)
+        classified = self.classify([questions[i] for i in asked], batch_size, progress)
+        for i, (task, score) in zip(asked, classified, strict=True):
+            routes[i] = Route(task, score, self.adapters[task] if score >= threshold else GENERAL_ADAPTER)
+        return routes
+
+
+def _check_questions(questions: list[str]) -> None:
+    for i, q in enumerate(questions):
+        if not isinstance(q, str):
+            raise TypeError(f"question {i} is a {type(q).__name__}, expected str")
+
+
+def _label_tokenizer(router_dir: Path, config, plain: bool):
+    """A bi-encoder's label tokenizer: ``label_tokenizer/``, else (plain folder) the config's ``label_model_name``."""
+    from transformers import AutoTokenizer
+
+    label_dir = router_dir / LABEL_TOKENIZER_DIR
+    if label_dir.is_dir():
+        config.label_model_name = str(label_dir)  # so gliclass's own pipeline finds it offline too
+        return AutoTokenizer.from_pretrained(label_dir)
+    if not plain:
+        raise RouterError(f"{label_dir}: the bi-encoder's label tokenizer is missing")
+    name = getattr(config, "label_model_name", None)
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, TypeError) as err:
+        raise RouterError(f"{router_dir / 'config.json'}: the bi-encoder's label tokenizer {name!r} cannot be loaded "
+                          f"offline ({type(err).__name__}); put it in {label_dir}") from err

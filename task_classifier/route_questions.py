@@ -3,6 +3,10 @@
     python task_classifier/route_questions.py --router_dir task_classifier/model \\
         --questions DATA_ROOT/validation-public --output routed.json
 
+``--router_dir`` takes our router folder (``train_task_classifier.py``) or a plain GLiClass folder such as the authors'
+release ``MaiAShaaban/flare-gliclass-small-v1.0``. Scores are a softmax over the labels by default, as the original
+inference.py's single-label pipeline, and the 0.3 threshold applies to it (``--scoring sigmoid``: per-label sigmoid).
+
 ``--questions`` takes FLARE question files (JSON lists of records), folders (a FLARE root or a split folder,
 walked with ``mevlip.flare.discover(..., gt="exclude")``), router sets (``{"text", "true_labels"}`` rows) or
 JSON lists of strings. When the inputs carry their task type (``TaskType`` or ``true_labels``), accuracy and a
@@ -17,7 +21,7 @@ import logging
 from pathlib import Path
 
 from mevlip.flare import SPLITS, FlareDataError, discover, load_records
-from mevlip.router import Router
+from mevlip.router import SCORINGS, Router, RouterError
 from mevlip.router_report import confusion_markdown, summarize
 from mevlip.tasks import normalize_task_type
 
@@ -70,11 +74,16 @@ def _from_records(path, loaded) -> list[dict]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--router_dir", required=True, help="router folder written by train_task_classifier.py")
+    parser.add_argument("--router_dir", required=True,
+                        help="router folder written by train_task_classifier.py, or a plain GLiClass folder "
+                             "(the authors' release)")
     parser.add_argument("--questions", nargs="+", required=True,
                         help="question files, FLARE roots/split folders, router sets or JSON lists of strings")
     parser.add_argument("--output", default="routed.json", help="JSON list, one entry per question")
     parser.add_argument("--threshold", type=float, default=None, help="override the router's routing threshold")
+    parser.add_argument("--scoring", default="softmax", choices=SCORINGS,
+                        help="softmax over the labels (the original inference.py's single-label pipeline, default) "
+                             "or a sigmoid per label (gliclass multi-label); the threshold applies to this score")
     parser.add_argument("--batch_size", type=int, default=64, help="questions per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -90,7 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         torch.set_num_threads(args.threads)
     entries = [e for p in args.questions for e in read_questions(p)]
-    router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold)
+    try:
+        router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold,
+                                        scoring=args.scoring)
+    except RouterError as err:
+        raise SystemExit(f"route_questions: {err}") from None
     routes = router.route([e["question"] for e in entries], batch_size=args.batch_size, progress=True)
     rows = []
     for e, r in zip(entries, routes, strict=True):
@@ -98,19 +111,22 @@ def main(argv: list[str] | None = None) -> dict:
         if e.get("image") is not None:
             row["ImageName"] = e["image"]
         true = normalize_task_type(e["task_type"]) if e["task_type"] else None
-        row.update(TaskType=e["task_type"], true_task=true, task=r.task, score=round(r.score, 6), adapter=r.adapter)
+        row.update(TaskType=e["task_type"], true_task=true, task=r.task, score=round(r.score, 6), adapter=r.adapter,
+                   scoring=router.scoring_name)
         rows.append(row)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     fallback = sum(r.is_fallback for r in routes)
-    logger.info("routed %d questions -> %s (%d below threshold %.2f: general adapter)", len(rows), args.output,
-                fallback, router.threshold)
-    summary = {"n": len(rows), "below_threshold": fallback, "output": args.output}
+    empty = sum(r.task is None for r in routes)
+    logger.info("routed %d questions -> %s (%d below threshold %.2f of the %s score, %d empty: general adapter)",
+                len(rows), args.output, fallback - empty, router.threshold, router.scoring_name, empty)
+    summary = {"n": len(rows), "below_threshold": fallback - empty, "empty": empty, "scoring": router.scoring_name,
+               "output": args.output}
     known = [r for r in rows if r["true_task"]]
     if known:
         if any(r["true_task"] not in router.labels for r in known):
             logger.warning("some task types are not in the router's label set %s", router.labels)
-        known = [r for r in known if r["true_task"] in router.labels]
+        known = [r for r in known if r["true_task"] in router.labels and r["task"] is not None]
         stats = summarize(router.labels, [r["true_task"] for r in known], [r["task"] for r in known],
                           [r["score"] for r in known], router.threshold)
         print(f"\naccuracy {stats['accuracy']:.4f} on {stats['n']} questions with a task type "
