@@ -12,6 +12,10 @@ Every stage runs the same command a user would type (printed before it runs, log
     8 evaluate     evaluation/evaluation.py                            -> demo_output/metrics/<mode>/
     9 report       demo_output/results.md (+ plots)
 
+Training follows a preset (:mod:`mevlip.presets`): ``paper`` by default, what the authors trained (one row per image,
+``"<image> " + question``, no system turn, answers as given, their recipe); ``--preset ours`` runs our opt-in variant
+into the same stages (the stamps see the changed commands). ``results.md`` names the preset.
+
 A stage is skipped when its stamp (``demo_output/.stages/<stage>.json``) records the same command and the same
 contents of the recipes it reads, and is newer than the stamps of the stages it depends on; ``--fresh``
 (``make demo FRESH=1``) redoes everything. The stand-in's "pre-training" is a full fine-tune on a separate synthetic
@@ -36,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS
+from mevlip.recipes import recipe_dir_name
 from mevlip.synth import is_mini_flare
 
 logger = logging.getLogger("demo")
@@ -52,6 +58,7 @@ class Settings:
     out: Path
     scale: str = "small"
     seed: int = 0
+    preset: str = DEFAULT_PRESET
     pretrain_epochs: float | None = None  # None: the recipe's (examples/standin/pretrain_full.yaml)
     adapter_epochs: float | None = None  # None: the recipes' (the paper's 3)
     max_steps: int | None = None
@@ -150,7 +157,8 @@ def run(settings: Settings) -> Path:
         [py, "-m", "mevlip.synth", "--out", pretrain_data, "--scale", s.scale, "--seed", str(s.seed + 1000),
          "--no-progress"],
     ], outputs=(data / "mini_flare.json", pretrain_data / "mini_flare.json"))
-    prep = [py, "llama_factory_internvl/scripts/data_preparation.py", "--workers", "2"]
+    prep = [py, "llama_factory_internvl/scripts/data_preparation.py", "--workers", "2", "--preset", s.preset]
+    recipes = f"llama_factory_internvl/examples/{recipe_dir_name('standin', s.preset)}"
     p.stage("prepare", [
         prep + ["--dataset_root", data, "--output_dir", out / "data", "--val_splits", "validation-public",
                 "validation-hidden"],
@@ -162,20 +170,20 @@ def run(settings: Settings) -> Path:
     steps = [f"max_steps={s.max_steps}"] if s.max_steps else []
     p.stage("pretrain", [[
         "llamafactory-cli" if shutil.which("llamafactory-cli") else str(Path(py).parent / "llamafactory-cli"),
-        "train", "llama_factory_internvl/examples/standin/pretrain_full.yaml",
+        "train", f"{recipes}/pretrain_full.yaml",
         f"model_name_or_path={out / 'standin' / 'base'}", f"dataset_dir={out / 'pretrain_data'}",
         f"output_dir={out / 'standin' / 'pretrained'}", *steps,
         *([f"num_train_epochs={s.pretrain_epochs}"] if s.pretrain_epochs else [])]],
         deps=("prepare", "standin"), outputs=(out / "standin" / "pretrained" / "config.json",),
-        inputs=(REPO / "llama_factory_internvl/examples/standin/pretrain_full.yaml",))
-    train = [py, "llama_factory_internvl/scripts/train_adapters.py", "--recipe_dir",
-             "llama_factory_internvl/examples/standin", "--adapters_dir", out / "adapters",
+        inputs=(REPO / recipes / "pretrain_full.yaml",))
+    train = [py, "llama_factory_internvl/scripts/train_adapters.py", "--recipe_dir", recipes,
+             "--adapters_dir", out / "adapters",
              "--model", out / "standin" / "pretrained", "--dataset_dir", out / "data", "--overwrite"]
     if s.adapter_epochs:
         train += ["--set", f"num_train_epochs={s.adapter_epochs}"]
     p.stage("adapters", [train + (["--max_steps", str(s.max_steps)] if s.max_steps else [])],
             deps=("pretrain",), outputs=(out / "adapters" / "general" / "adapter_config.json",),
-            inputs=(REPO / "llama_factory_internvl/examples/standin",))
+            inputs=(REPO / recipes,))
     # The router to deploy (--final: every training-split wording), CPU-light: the top 3 encoder layers, label model
     # fixed (its projector trains), 60 steps; tests/test_router.py measured these at 100 % on held-out wordings.
     router = [py, "task_classifier/train_task_classifier.py", "--data_dir", out / "data", "--final",
@@ -196,7 +204,8 @@ def run(settings: Settings) -> Path:
             base = out / "standin" / ("base" if mode == "untrained" else "pretrained")
             cmd = [py, "docker_internvl/inference.py", "--base_dataset_path", data, "--output_dir", pred_dir,
                    "--device", "cpu", "--base_model", base, "--max_new_tokens", str(s.max_new_tokens),
-                   "--batch_size", str(s.batch_size), "--no_progress", "--overwrite", *splits]
+                   "--batch_size", str(s.batch_size), "--no_progress", "--overwrite", "--preset", s.preset,
+                   *splits]
             if mode == "untrained":  # random weights never stop on their own: a short budget says as much
                 cmd[cmd.index("--max_new_tokens") + 1] = str(min(s.max_new_tokens, s.untrained_max_new_tokens))
             else:  # the 4-bit base the adapters were trained on (QLoRA), as the paper's inference
@@ -227,12 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="delete the previous demo output and redo every stage")
     parser.add_argument("--quick", action="store_true",
                         help="CI size: tiny mini-FLARE, a few training steps per stage (checks the plumbing only)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of mini-FLARE, the stand-in and training")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(TRAINING_PRESETS),
+                        help="paper: train and infer as the authors did; ours: our opt-in variant (docs/fidelity.md)")
     args = parser.parse_args(argv)
-    settings = Settings(Path(args.out), seed=args.seed)
+    settings = Settings(Path(args.out), seed=args.seed, preset=args.preset)
     if args.quick:
-        settings = Settings(Path(args.out), scale="tiny", seed=args.seed, max_steps=2, router_max_steps=4,
-                            max_new_tokens=24, bootstrap=20)
+        settings = Settings(Path(args.out), scale="tiny", seed=args.seed, preset=args.preset, max_steps=2,
+                            router_max_steps=4, max_new_tokens=24, bootstrap=20)
     if args.fresh and settings.out.exists():
         shutil.rmtree(settings.out)
     try:

@@ -188,6 +188,10 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
         f"(`{settings.scale}` scale, seed {settings.seed}), a tiny InternVL3-architecture stand-in and a MiniLM GLiClass "
         "router, all on CPU. It shows that every stage works and that training learns; it is **not** the paper's "
         "medical result and says nothing about InternVL3-8B on FLARE.", "",
+        f"**Preset: `{settings.preset}`** (`mevlip.presets`; docs/fidelity.md): "
+        + ("trained as the authors trained (one row per image, `<image> ` + question, no system turn, answers as "
+           "given, their QLoRA recipe) and inferred in that same format." if settings.preset == "paper" else
+           "our opt-in variant, not the paper's way."), "",
         "Scored on the validation splits (validation-public + validation-hidden `_withGT`) with "
         "`evaluation/evaluation.py`, profile `flare25` (the organisers' rules); MAE: lower is better.", "",
         "| task | metric | n | " + " | ".join(MODE_TITLES[m] for m in modes) + " |",
@@ -239,7 +243,8 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     verdicts = {t: learning_verdict(metrics["router"]["primary_metrics"].get(t),
                                     metrics["constant"]["primary_metrics"].get(t), TASKS[t].higher_is_better)
                 for t in TASK_NAMES} if metrics.get("router") and metrics.get("constant") else {}
-    (out / "results.json").write_text(json.dumps({"metrics": table, "n": ns, "times": times, "routing": routing,
+    (out / "results.json").write_text(json.dumps({"preset": settings.preset, "metrics": table, "n": ns,
+                                                  "times": times, "routing": routing,
                                                   "validity": validity, "learning": verdicts}, indent=2,
                                                  default=str) + "\n")
     return path

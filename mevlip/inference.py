@@ -8,8 +8,10 @@ The flow of ``docker_internvl/inference.py``:
 2. Routing, for all questions at once: the GLiClass router (ME-VLIP), the record's own TaskType (oracle ablation)
    or the general adapter only (the paper's "without TC" column).
 3. Records are grouped by adapter, generated in batches with ``set_adapter`` once per group, post-processed by the
-   routed task type with :func:`mevlip.answers.canonicalize` (the parser evaluation uses) and appended to a flushed
-   journal, so a rerun after a crash or ``kill -9`` skips finished records.
+   record's own ``TaskType`` (as the original did; the routed task only for a record without one) with
+   :func:`mevlip.answers.canonicalize` (the parser evaluation uses), or under the ``original`` preset with the
+   original's parser (:func:`mevlip.answers.original_parse_answer`), and appended to a flushed journal, so a rerun
+   after a crash or ``kill -9`` skips finished records.
 4. ``predictions.json`` is the input records, unchanged except ``Answer``, in discovery order, plus a sidecar with
    the routed task, router score, adapter, raw output and error of each record.
 """
@@ -29,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mevlip.answers import canonicalize
+from mevlip.answers import canonicalize, original_parse_answer
 from mevlip.flare import (
     FlareDataError,
     ZipLimits,
@@ -57,6 +59,7 @@ class Item:
     question: str = ""
     images: list[str] = field(default_factory=list)
     task: str | None = None  # canonical task of the record's own TaskType
+    task_type: str | None = None  # the record's TaskType as written (the original's parser keys on it)
     error: str | None = None
 
 
@@ -115,6 +118,7 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
                 item.error = f"{qfile.path} record {record_index}: {reason}"
                 continue
             item.question, item.task = record["Question"], normalize_task_type(record["TaskType"])
+            item.task_type = record["TaskType"]
             try:
                 names = select_images(image_names(record), multi_image)[0]
                 item.images = [str(_resolve(image_roots, n)) for n in names]
@@ -389,6 +393,27 @@ def label_separator(raw: str) -> str:
     return "; " if ";" in raw else ", "
 
 
+POSTPROCESSING = ("canonical", "original")
+
+
+def postprocess(item: Item, route: Route, raw: str, mode: str = "canonical") -> tuple[str | None, str]:
+    """The ``Answer`` written for a raw model output, and the task it was parsed as.
+
+    The record's own ``TaskType`` decides the parser whenever the record has one (so a misrouted question still
+    gets its task's parser, as in the original); the routed task only for a record without one.
+
+    Args:
+        mode: ``canonical`` (:func:`mevlip.answers.canonicalize`, one form per task, as evaluation parses) or
+            ``original`` (:func:`mevlip.answers.original_parse_answer` on the raw ``TaskType`` string).
+    """
+    task = item.task or route.task
+    if mode == "original":
+        return task, original_parse_answer(raw, item.task_type if item.task_type is not None else task)
+    if mode != "canonical":
+        raise ValueError(f"post-processing must be one of {', '.join(POSTPROCESSING)}, got {mode!r}")
+    return task, ("" if task is None else canonicalize(task, raw, label_sep=label_separator(raw)))
+
+
 # ----------------------------------------------------------------------------------------------- running
 def run(
     the_plan: Plan,
@@ -399,12 +424,14 @@ def run(
     batch_size: int = 8,
     shard: tuple[int, int] = (1, 0),
     progress: bool = True,
+    postprocessing: str = "canonical",
 ) -> dict:
     """Answer the plan's unfinished items of this shard, batch by batch, adapter by adapter.
 
     Args:
         generate: ``generate(batch of (question, image paths), adapter) -> raw answers`` (the model).
         shard: ``(num_shards, shard_index)``: this run answers items with ``index % num_shards == shard_index``.
+        postprocessing: :data:`POSTPROCESSING` mode (:func:`postprocess`).
 
     Returns:
         Counters for the summary (answered now, resumed, errors, per adapter, seconds).
@@ -435,10 +462,11 @@ def run(
             batch = group[b: b + batch_size]
             for item, raw, error in _generate_safely(generate, batch, adapter):
                 route = routes[item.index]
-                task = route.task or item.task
-                answer = "" if error or task is None else canonicalize(task, raw, label_sep=label_separator(raw))
-                journal.add({"i": item.index, "key": item.key, "answer": answer, "task": task, "score": route.score,
-                             "adapter": adapter, "raw": raw, "error": error})
+                task, answer = (item.task or route.task, "") if error else postprocess(item, route, raw,
+                                                                                        postprocessing)
+                journal.add({"i": item.index, "key": item.key, "answer": answer, "task": task,
+                             "routed_task": route.task, "score": route.score, "adapter": adapter, "raw": raw,
+                             "error": error})
                 stats["errors" if error else "answered"] += 1
             if bar is not None:
                 bar.update(len(batch))

@@ -7,10 +7,13 @@ previous one's images are checked, so memory holds two files plus small per-row 
 2. locates each record's images (leniently, ``shared/flare_format.md`` 1.3) and opens every unique one
    (:mod:`mevlip.prepare_images`, a process pool); rows that need a missing or unreadable image are left out and
    reported with file, index and reason;
-3. writes one ShareGPT row per model input: user turn :func:`mevlip.prompts.render_user` (the renderer inference
-   uses; no system turn, the recipes set ``default_system``), assistant turn the ground truth in the dataset's
-   own string form (:func:`canonical_answer`), plus ``task``/``dataset``/``split``/``key``/``index`` metadata,
-   which LLaMA-Factory's ShareGPT converter ignores.
+3. writes one ShareGPT row per model input under the preset (:mod:`mevlip.presets`). ``paper``, the default, writes
+   what the authors trained on (their converter's ``internvl_train.jsonl``): one row per image, user turn
+   ``"<image> " + Question`` (:func:`mevlip.prompts.render_user`, the renderer inference uses), assistant turn the
+   record's ``Answer`` text as given (:func:`answer_text`). ``ours`` keeps a record's images in one row and writes
+   canonical answers (:func:`canonical_answer`). No system turn in any row: the recipes set ``default_system``.
+   Rows also carry ``task``/``dataset``/``split``/``key``/``index`` metadata, which LLaMA-Factory's ShareGPT
+   converter ignores.
 
 Files and entries are described in :mod:`mevlip.prepare_io`; counts in :mod:`mevlip.prepare_stats`.
 """
@@ -53,6 +56,7 @@ from mevlip.prepare_io import (
     write_json,
 )
 from mevlip.prepare_stats import PartStats, TokenCounter, format_summary
+from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS, training_preset
 from mevlip.prompts import MULTI_IMAGE_MODES, render_user, select_images
 from mevlip.tasks import TASK_NAMES, normalize_task_type
 
@@ -76,9 +80,16 @@ class PrepareConfig:
     splits: tuple[str, ...] = field(default=("training",), metadata={"help": "split folders for the training rows"})
     val_splits: tuple[str, ...] = field(default=(), metadata={
         "help": "split folders for held-out rows (_withGT files preferred; records without an answer skipped)"})
-    multi_image: str = field(default="keep", metadata={
-        "help": "multi-image records: keep (one <image> per image), first (first image only), explode (one row "
-                "per image, as the authors' converter did)"})
+    preset: str = field(default=DEFAULT_PRESET, metadata={
+        "help": "paper: what the authors trained on (one row per image, '<image> ' + question, answers as given); "
+                "ours: every image of a record in one row, '<image>\\n' + question, canonical answers "
+                "(docs/fidelity.md)"})
+    multi_image: str | None = field(default=None, metadata={
+        "help": "override the preset: keep (one row, one <image> per image), first (first image only), explode "
+                "(one row per image, as the authors' converter did)"})
+    answers: str | None = field(default=None, metadata={
+        "help": "override the preset: as_given (the record's Answer text untouched) or canonical (stripped, one "
+                "form per task)"})
     max_per_dataset: int | None = field(default=None, metadata={
         "help": "keep at most N records per (split, dataset), a seeded sample"})
     seed: int = field(default=0, metadata={"help": "seed of --max_per_dataset and the router split"})
@@ -96,6 +107,13 @@ class PrepareConfig:
     progress: bool = field(default=False, metadata={"help": "show a progress bar over question files"})
 
     def __post_init__(self) -> None:
+        if self.preset not in TRAINING_PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(TRAINING_PRESETS)}, got {self.preset!r}")
+        preset = training_preset(self.preset)
+        self.multi_image = self.multi_image or preset.multi_image
+        self.answers = self.answers or preset.answers
+        if self.answers not in ANSWER_MODES:
+            raise ValueError(f"--answers must be one of {', '.join(ANSWER_MODES)}, got {self.answers!r}")
         self.splits = tuple(self.splits)
         self.val_splits = tuple(self.val_splits or ())
         if not self.splits:
@@ -124,6 +142,22 @@ class PrepareConfig:
 
 
 # ----------------------------------------------------------------------------------------------- answers
+ANSWER_MODES = ("as_given", "canonical")
+
+
+def answer_text(task: str, value: object, mode: str = "as_given", label_sep: str = "; ") -> str | None:
+    """The assistant turn under an answer mode; ``None`` when the record has no usable answer.
+
+    ``as_given`` (the paper's): a string answer is written exactly as in the record, not even stripped (the
+    authors' converter wrote ``row["Answer"]``); only an empty or blank one is left out. A non-string value (JSON
+    allows numbers, lists, objects: flare_format.md 3.3) has no "text as given" and is written as
+    :func:`canonical_answer` writes it. ``canonical`` (``ours``): :func:`canonical_answer`.
+    """
+    if mode == "as_given" and isinstance(value, str):
+        return value if value.strip() else None
+    return canonical_answer(task, value, label_sep)
+
+
 def label_separator(records: list[dict]) -> str:
     """How a file joins multi-label answers: ``"; "`` if its string answers use ``;`` (periapical), else ``", "``.
 
@@ -213,7 +247,7 @@ def plan_file(qfile: QuestionFile, config: PrepareConfig, checker: ImageChecker,
             tasks[raw] = normalize_task_type(raw)
         task = tasks[raw]
         stats.spellings[(raw, task)] += 1
-        answer = canonical_answer(task, record["Answer"], label_sep)
+        answer = answer_text(task, record["Answer"], config.answers, label_sep)
         if answer is None:
             stats.skip(rel_file, position, "empty answer", "Answer is empty", record_key(record))
             continue
@@ -249,7 +283,8 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
             if bad:
                 continue
             rows.append({
-                "conversations": [{"from": "human", "value": render_user(record["Question"], len(resolved))},
+                "conversations": [{"from": "human",
+                                   "value": render_user(record["Question"], len(resolved), config.preset)},
                                   {"from": "gpt", "value": answer}],
                 "images": [head + f[1] for _, f in resolved],
                 "task": task, "dataset": plan.qfile.dataset, "split": plan.qfile.split, "key": key, "index": index,
@@ -257,6 +292,7 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
             written = True
         if written:
             stats.records_used += 1
+            stats.record_images += len(image_names(record))
             questions.append((record["Question"], task))
     return rows, questions
 
@@ -303,7 +339,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
     out.mkdir(parents=True, exist_ok=True)
     existing_info = read_dataset_info(out)  # a broken file stops the run here, before anything is written
     staging = Staging(out, _STAGING)
-    counter = TokenCounter(config.tokenizer, config.image_tokens)
+    counter = TokenCounter(config.tokenizer, config.image_tokens, training_preset(config.preset).system)
     own_checker = checker is None
     checker = checker or ImageChecker(config.workers, config.full_decode)
     archive_errors: list[dict] = []
@@ -391,4 +427,4 @@ def _add_question(questions: dict[str, str], counts: dict[str, int], question: s
         logger.warning("question %r is labelled %s and %s; keeping %s", question[:80], seen, task, seen)
 
 
-__all__ = ["PrepareConfig", "canonical_answer", "extract_images", "format_summary", "prepare"]
+__all__ = ["PrepareConfig", "answer_text", "canonical_answer", "extract_images", "format_summary", "prepare"]

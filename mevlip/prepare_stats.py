@@ -15,7 +15,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mevlip.prompts import DEFAULT_SYSTEM, LF_IMAGE_TOKEN, build_inference_prompt
+from mevlip.prompts import LF_IMAGE_TOKEN, build_inference_prompt
 from mevlip.tasks import TASK_NAMES
 
 #: Tokens LLaMA-Factory's InternVL plugin adds around each image's context tokens (``<img>`` and ``</img>``).
@@ -45,12 +45,12 @@ class TokenCounter:
     """Token lengths of training rows as LLaMA-Factory's ``intern_vl`` template renders them.
 
     ``total = template + system + user text + answer + n_images * (image_tokens + 2)``: the template and
-    system part is counted once (rendered with :data:`DEFAULT_SYSTEM`), each image as its context tokens plus
+    system part is counted once (rendered with the preset's system prompt), each image as its context tokens plus
     ``<img>``/``</img>``. With a tokenizer the turns are tokenized separately and summed (a BPE merge across a
     turn boundary can shift a count by one); without one, :func:`estimate_tokens` is used and the stats say so.
     """
 
-    def __init__(self, tokenizer_path: str | None = None, image_tokens: int = 256, system: str = DEFAULT_SYSTEM):
+    def __init__(self, tokenizer_path: str | None = None, image_tokens: int = 256, system: str = ""):
         self.tokenizer = None
         self.method = "estimate (regex: digits/punctuation 1 each, 4 letters per token)"
         if tokenizer_path:
@@ -104,6 +104,8 @@ class PartStats:
     records_read: int = 0
     records_capped: int = 0
     records_used: int = 0
+    #: images named by the used records (every image of each, whether or not the preset writes it to a row)
+    record_images: int = 0
     rows: int = 0
     images_checked: int = 0
     images_bad: int = 0
@@ -143,7 +145,8 @@ class PartStats:
                      "per_task": {t: self.rows_per_task[t] for t in TASK_NAMES if self.rows_per_task[t]}},
             "task_type_spellings": [{"raw": raw, "canonical": canon, "records": n}
                                     for (raw, canon), n in sorted(self.spellings.items())],
-            "images": {"checked": self.images_checked, "bad": self.images_bad},
+            "images": {"checked": self.images_checked, "bad": self.images_bad,
+                       "in_used_records": self.record_images},
             "skip_reasons": dict(sorted(Counter(s["kind"] for s in self.skipped).items())),
             "skipped": self.skipped,
             "tokens": {
@@ -163,8 +166,9 @@ def format_summary(stats: dict) -> str:
         rec, rows, tok = info["records"], info["rows"], info["tokens"]
         lines.append(f"[{part}] {info['files']} question files, {rec['read']} Q&A pairs read, "
                      f"{info['images']['checked']} images checked ({info['images']['bad']} bad)")
-        lines.append(f"[{part}] {rec['used']} records used -> {rows['total']} rows; {rec['skipped']} records "
-                     f"skipped, {rec['capped']} left out by --max_per_dataset")
+        lines.append(f"[{part}] {rec['used']} records used ({info['images'].get('in_used_records', 0)} images) -> "
+                     f"{rows['total']} rows; {rec['skipped']} records skipped, {rec['capped']} left out by "
+                     "--max_per_dataset")
         for kind, n in info["skip_reasons"].items():
             lines.append(f"[{part}]   skipped ({kind}): {n}")
         lines.append(f"[{part}] rows per task: " + ", ".join(f"{k} {v}" for k, v in rows["per_task"].items()))
@@ -174,10 +178,10 @@ def format_summary(stats: dict) -> str:
         if total["n"]:
             lines.append(f"[{part}] tokens per row ({tok['method']}): p50 {total['p50']}, p99 {total['p99']}, "
                          f"max {total['max']}; {total['over_cutoff']} rows over cutoff_len {tok['cutoff_len']}")
+    for error in stats.get("archive_errors", []):  # refused (unsafe, over the zip limits), damaged or unreadable
+        lines.append(f"[archives] {error['folder']}: not (fully) extracted: {error['error']}")
     router = stats.get("router")
     if router:
         lines.append(f"[router] {router['unique_questions']} unique questions ({router['duplicates']} duplicates "
                      f"dropped) -> train {router['train']}, test {router['test']}")
-    for error in stats.get("archive_errors", []):  # refused (unsafe, over the zip limits), damaged or unreadable
-        lines.append(f"[archives] {error['folder']}: not (fully) extracted: {error['error']}")
     return "\n".join(lines)

@@ -65,6 +65,12 @@ def test_results_table_has_every_cell_filled(quick_demo):
     verdict = r"(beats|below) \((clearly|within noise)\)|ties|n/a"
     assert all(re.fullmatch(verdict, v) for v in results["learning"].values())
     assert "## Did training learn?" in text and "Beats the constant baseline on" in text
+    # the paper's preset by default, named in both outputs, and really used by the stages
+    assert results["preset"] == "paper" and "**Preset: `paper`**" in text
+    rows = json.loads((out / "data" / "flare" / "train" / "classification.json").read_text())
+    assert all(r["conversations"][0]["value"].startswith("<image> ") and len(r["images"]) == 1 for r in rows)
+    summary = json.loads((out / "predictions" / "router" / "predictions.summary.json").read_text())
+    assert summary["preset"] == "paper"
 
 
 def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_path):

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ from mevlip.prepare import PrepareConfig, canonical_answer, label_separator, pre
 from mevlip.prepare_images import ImageChecker, NaiveImageChecker, check_image
 from mevlip.prepare_io import JsonListWriter, dumps, dumps_rows
 from mevlip.prepare_stats import TokenCounter, estimate_tokens, percentiles
-from mevlip.prompts import LF_IMAGE_TOKEN, render_user
+from mevlip.presets import OURS_SYSTEM
+from mevlip.prompts import LF_IMAGE_TOKEN
 from mevlip.tasks import TASK_NAMES, TASKS, normalize_task_type
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,8 +106,8 @@ def test_every_dataset_info_entry_loads_through_llamafactory(flare, tmp_path):
     out = tmp_path / "data"
     run(flare, out, "--val_splits", "validation-public", "validation-hidden")
     info = json.loads((out / "dataset_info.json").read_text())
-    expected_names = {"flare_all", "flare_all_val"} | {s.dataset_entry + sfx for s in TASKS.values()
-                                                       for sfx in ("", "_val")}
+    expected_names = {"internvl", "flare_all", "flare_all_val"} | {s.dataset_entry + sfx for s in TASKS.values()
+                                                                   for sfx in ("", "_val")}
     assert set(info) == expected_names
     sources = {"train": source_records(flare, ["training"]),
                "val": source_records(flare, ["validation-public", "validation-hidden"])}
@@ -116,23 +118,25 @@ def test_every_dataset_info_entry_loads_through_llamafactory(flare, tmp_path):
         target = out / attr.dataset_name
         files = sorted(target.iterdir()) if target.is_dir() else [target]
         rows = [r for f in files for r in json.loads(f.read_text(encoding="utf-8"))]
-        if target.is_dir():  # flare_all* is exactly every record of its splits (none skipped in clean data)
-            assert len(rows) == len(sources[part])
+        if target.is_dir():  # flare_all*/internvl: one row per image of every record (none skipped in clean data)
+            assert len(rows) == sum(len(image_names(r)) for r, _, _ in sources[part].values())
         assert rows
         converter = get_dataset_converter("sharegpt", attr, data_args)
+        position: dict = {}
         for row in rows:
             record, dataset_dir, _ = sources[part][origin(row)]
             assert row["key"] == record_key(record) and row["task"] == normalize_task_type(record["TaskType"])
             names = image_names(record)
+            i = position[origin(row)] = position.get(origin(row), -1) + 1  # the record's i-th row: its i-th image
+            # the authors' converter: f"<image> {row['Question']}" and row["Answer"], one row per image
             assert converter(row) == {
-                "_prompt": [{"role": "user", "content": render_user(record["Question"], len(names))}],
-                "_response": [{"role": "assistant", "content": record["Answer"].strip()}],
+                "_prompt": [{"role": "user", "content": "<image> " + record["Question"]}],
+                "_response": [{"role": "assistant", "content": record["Answer"]}],
                 "_system": "", "_tools": "", "_videos": None, "_audios": None,
                 "_images": [os.path.join(str(out), p) for p in row["images"]],
             }
-            assert row["conversations"][0]["value"].count(LF_IMAGE_TOKEN) == len(row["images"]) == len(names)
-            for name, written in zip(names, row["images"]):  # the path LF opens is the record's image
-                assert os.path.samefile(out / written, resolve_image(dataset_dir, name))
+            assert len(row["images"]) == 1
+            assert os.path.samefile(out / row["images"][0], resolve_image(dataset_dir, names[i]))
 
 
 def test_llamafactory_loads_the_folder_entry_with_our_extra_keys(flare, tmp_path):
@@ -180,7 +184,11 @@ def test_corrupt_and_missing_images_are_skipped_and_reported(flare, tmp_path):
     assert train["images"]["bad"] == 2
     assert train["skip_reasons"] == {"missing image": 1, "unreadable image": len(uses)}
     rows = rows_of(out)
-    assert len(rows) == train["records"]["read"] - len(uses) - 1 == train["rows"]["total"]
+    # paper preset: one row per image of each record that was not skipped (the bad ones name a single image)
+    kept = [r for (_, _, i), (r, _, f) in source_records(flare, ["training"]).items()
+            if (f, i) not in {(b[0], b[1]) for b in bad}]
+    assert len(rows) == sum(len(image_names(r)) for r in kept) == train["rows"]["total"]
+    assert train["records"]["used"] == train["records"]["read"] - len(uses) - 1 == len(kept)
     written = {Path(out / p).resolve() for r in rows for p in r["images"]}
     assert written and not written & {(busi / png_name).resolve(), (endo / jpg_name).resolve()}
     on_disk = json.loads((out / "prepare_stats.json").read_text())
@@ -245,9 +253,67 @@ def test_multi_image_modes(flare, tmp_path, mode):
         paths = [resolve_image(dataset_dir, n).resolve() for n in names]
         want = {"keep": [paths], "first": [paths[:1]], "explode": [[p] for p in paths]}[mode]
         assert got == want
-        for r in per_record[key]:
-            assert r["conversations"][0]["value"] == render_user(record["Question"], len(r["images"]))
+        for r in per_record[key]:  # the paper's separator (a space) after the image placeholders
+            assert r["conversations"][0]["value"] == "<image>" * len(r["images"]) + " " + record["Question"]
     assert multi > 0  # the fixture has multi-image records (IU_XRay, bcn20000, neojaundice)
+
+
+# ----------------------------------------------------------------------------------------------- presets
+def _pad_one_answer(root: Path) -> tuple[str, dict]:
+    """Give one training record an answer with surrounding whitespace; returns its key and the record."""
+    qfile = next(q for q in discover(root, ["training"]) if q.dataset == "neojaundice")  # 3 images per record
+    records = json.loads(qfile.path.read_text(encoding="utf-8"))
+    records[0]["Answer"] = " " + records[0]["Answer"] + " \n"
+    qfile.path.write_text(json.dumps(records), encoding="utf-8")
+    return record_key(records[0]), records[0]
+
+
+def test_default_writes_the_authors_rows(flare, tmp_path):
+    """Issue #12: one row per training image, user turn "<image> " + Question, assistant turn the Answer as given,
+    row count = training images, printed in prepare_stats.json."""
+    key, padded = _pad_one_answer(flare)
+    stats = run(flare, tmp_path / "data")
+    sources = source_records(flare, ["training"])
+    n_images = sum(len(image_names(r)) for r, _, _ in sources.values())
+    rows = rows_of(tmp_path / "data")
+    assert len(rows) == n_images == stats["parts"]["train"]["rows"]["total"]
+    assert stats["parts"]["train"]["images"]["in_used_records"] == n_images
+    assert stats["config"]["preset"] == "paper" and stats["config"]["multi_image"] == "explode"
+    assert n_images > len(sources)  # multi-image records really were exploded
+    for row in rows:
+        record = sources[origin(row)][0]
+        assert row["conversations"][0]["value"] == "<image> " + record["Question"]
+        assert row["conversations"][1]["value"] == record["Answer"]
+        assert len(row["conversations"]) == 2 and row["conversations"][0]["from"] == "human"
+    padded_rows = [r for r in rows if r["key"] == key]
+    assert len(padded_rows) == 3 and all(r["conversations"][1]["value"] == padded["Answer"] for r in padded_rows)
+
+
+def test_ours_preset_keeps_images_together_and_canonicalises(flare, tmp_path):
+    key, padded = _pad_one_answer(flare)
+    stats = run(flare, tmp_path / "data", "--preset", "ours")
+    sources = source_records(flare, ["training"])
+    rows = rows_of(tmp_path / "data")
+    assert len(rows) == len(sources) and stats["config"]["answers"] == "canonical"
+    for row in rows:
+        record = sources[origin(row)][0]
+        n = len(image_names(record))
+        assert row["conversations"][0]["value"] == "<image>" * n + "\n" + record["Question"]
+        assert len(row["images"]) == n
+    [row] = [r for r in rows if r["key"] == key]
+    assert row["conversations"][1]["value"] == padded["Answer"].strip()
+    assert OURS_SYSTEM not in json.dumps(rows)  # the system prompt lives in the recipe, not the rows
+
+
+def test_individual_flags_override_the_preset(flare, tmp_path):
+    key, padded = _pad_one_answer(flare)
+    stats = run(flare, tmp_path / "data", "--multi_image", "keep", "--answers", "canonical")
+    assert stats["config"]["preset"] == "paper" and stats["config"]["multi_image"] == "keep"
+    [row] = [r for r in rows_of(tmp_path / "data") if r["key"] == key]
+    assert row["conversations"][0]["value"] == "<image><image><image> " + padded["Question"]
+    assert row["conversations"][1]["value"] == padded["Answer"].strip()
+    with pytest.raises(SystemExit):
+        run(flare, tmp_path / "bad", "--preset", "original")  # inference only
 
 
 # ----------------------------------------------------------------------------------------------- router set
@@ -293,7 +359,9 @@ def test_dataset_info_keeps_other_entries_and_drops_stale_held_out(flare, tmp_pa
 def test_max_per_dataset_is_a_seeded_sample(flare, tmp_path):
     stats = run(flare, tmp_path / "a", "--max_per_dataset", "2")
     per_dataset = stats["parts"]["train"]["rows"]["per_dataset"]
-    assert len(per_dataset) == 19 and all(n == 2 for n in per_dataset.values())  # tiny: 6 records each
+    records = {origin(r) for r in rows_of(tmp_path / "a")}
+    assert len(per_dataset) == 19 and len(records) == 19 * 2  # tiny: 6 records each, 2 kept
+    assert all(n == 2 for n in Counter(dataset for _, dataset, _ in records).values())
     assert stats["parts"]["train"]["records"]["capped"] == 19 * 4
     assert rows_of(tmp_path / "a") == (run(flare, tmp_path / "b", "--max_per_dataset", "2") and rows_of(tmp_path / "b"))
     run(flare, tmp_path / "c", "--max_per_dataset", "2", "--seed", "1")
@@ -326,8 +394,6 @@ def test_unsafe_zip_is_refused_and_the_run_goes_on(flare, tmp_path):
     assert not (flare / "training" / "escape.txt").exists()
 
 
-
-
 # ----------------------------------------------------------------------------------------------- pieces
 def test_canonical_answer_forms():
     assert canonical_answer("classification", "  B \n") == "B"
@@ -350,9 +416,9 @@ def test_token_counts_with_a_real_tokenizer(flare, tmp_path):
     path = str(get_model_path())
     counter = TokenCounter(path, image_tokens=10)
     tok = AutoTokenizer.from_pretrained(path)
-    user, answer = render_user("How many cells?", 2), "17"
+    user, answer = "<image><image> How many cells?", "17"
     [(text, total)] = counter.rows([user], [answer])
-    n = len(tok("\nHow many cells?", add_special_tokens=False)["input_ids"]) + len(tok("17", add_special_tokens=False)[
+    n = len(tok(" How many cells?", add_special_tokens=False)["input_ids"]) + len(tok("17", add_special_tokens=False)[
         "input_ids"])
     assert text == n and total == counter.overhead + n + 2 * 12
     stats = run(flare, tmp_path / "data", "--tokenizer", path, "--image_tokens", "10", "--cutoff_len", "30")
@@ -374,7 +440,8 @@ def test_cli_defaults_resolve_from_the_script_file(monkeypatch, tmp_path):
     args = _script().build_parser().parse_args([])
     assert Path(args.dataset_root) == REPO / "original_dataset"
     assert Path(args.output_dir) == REPO / "llama_factory_internvl" / "data"
-    assert args.splits == ["training"] and args.multi_image == "keep" and args.val_splits == []
+    assert args.splits == ["training"] and args.val_splits == []
+    assert args.preset == "paper" and args.multi_image is None and args.answers is None  # None: the preset's
     with pytest.raises(SystemExit, match="--val_splits"):
         _script().main(["--dataset_root", str(tmp_path), "--splits", "training", "--val_splits", "training"])
     with pytest.raises(SystemExit, match="no question files .* mevlip.synth"):
