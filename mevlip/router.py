@@ -232,8 +232,14 @@ def check_config_file(path: str | os.PathLike) -> dict:
 
 
 def save_router(model, tokenizer, label_tokenizer, out_dir: str | os.PathLike, labels: list[str],
-                threshold: float = DEFAULT_THRESHOLD, extra: dict | None = None) -> Path:
-    """Write a router folder that :meth:`Router.from_pretrained` loads offline (safetensors only).
+                threshold: float = DEFAULT_THRESHOLD, extra: dict | None = None,
+                source_names: dict[str, str] | None = None) -> Path:
+    """Write a self-contained router folder that :meth:`Router.from_pretrained` loads offline (safetensors only).
+
+    The folder names no absolute path: GLiClass's ``config.json`` keeps the encoder and label model it was built
+    from only as names (``source_names``, else the folder's name), since it loads from its own weights and
+    ``label_tokenizer/``; absolute paths in ``extra`` are written relative to ``out_dir``. A path left anywhere in
+    the folder's JSON files is an error, so a router never depends on the machine or package it was built with.
 
     Args:
         model: the trained ``GLiClassModel``.
@@ -243,18 +249,39 @@ def save_router(model, tokenizer, label_tokenizer, out_dir: str | os.PathLike, l
         labels: the label set, in scoring order (canonical task names).
         threshold: routing threshold stored in ``router_config.json``.
         extra: more keys for ``router_config.json`` (training settings, data, departures from the paper).
+        source_names: local encoder / label model folder -> the name to record (e.g. its Hub id).
+
+    Raises:
+        RouterError: an absolute path would remain in the folder's JSON files (file and key named).
     """
+    from mevlip.portable import folder_absolute_paths, relativize
+
+    def name_of(source):
+        if not source or not Path(str(source)).is_absolute():
+            return source
+        return (source_names or {}).get(str(source), Path(str(source)).name)
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.config.router_labels = list(labels)  # the model's own record of its label set (checked on load)
+    config = model.config
+    config.router_labels = list(labels)  # the model's own record of its label set (checked on load)
+    config.encoder_model_name = name_of(config.encoder_model_name)
+    config.label_model_name = name_of(config.label_model_name)
+    for sub, name in ((config.encoder_config, config.encoder_model_name),
+                      (getattr(config, "label_model_config", None), config.label_model_name)):
+        if sub is not None and Path(str(getattr(sub, "_name_or_path", ""))).is_absolute():
+            sub._name_or_path = name
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    if model.config.architecture_type == "bi-encoder":
+    if config.architecture_type == "bi-encoder":
         label_tokenizer.save_pretrained(out / LABEL_TOKENIZER_DIR)
     cfg = {"labels": list(labels), "adapters": {x: TASKS[x].adapter if x in TASKS else x for x in labels},
            "general_adapter": GENERAL_ADAPTER, "threshold": float(threshold),
-           "architecture": model.config.architecture_type, **(extra or {})}
+           "architecture": config.architecture_type, **relativize(extra or {}, out.resolve())}
     (out / ROUTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    left = folder_absolute_paths(out)
+    if left:
+        raise RouterError(f"{out}: absolute paths in the router folder: {'; '.join(left[:5])}")
     return out
 
 

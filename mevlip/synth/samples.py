@@ -15,9 +15,8 @@ import numpy as np
 from PIL import Image
 
 from mevlip.answers import format_boxes, format_count, format_instances, format_percentage, join_labels
+from mevlip.question_options import LETTERS, attach_options, random_style
 from mevlip.synth.draw import PALETTE, background, disc, hues, jitter, random_box
-
-LETTERS = "ABCDEFGHIJKLMNOP"
 
 
 @dataclass
@@ -43,29 +42,22 @@ def pick(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 
 
-def options_text(rng: np.random.Generator, labels: list[str]) -> str:
-    """Inline options in one of the styles the real data uses ("A: x, B: y", "A. x B. y", "Options: ...")."""
-    style = int(rng.integers(4))
-    if style == 0:
-        return ", ".join(f"{LETTERS[i]}: {x}" for i, x in enumerate(labels))
-    if style == 1:
-        return " ".join(f"{LETTERS[i]}. {x}" for i, x in enumerate(labels))
-    if style == 2:
-        return "Options: " + " ".join(f"{LETTERS[i]}: {x}" for i, x in enumerate(labels))
-    return "\n" + "\n".join(f"{LETTERS[i]}. {x}" for i, x in enumerate(labels))
-
-
-_LETTER_TAILS = ("", " Answer with the option letter.", " Please answer with the letter of the correct option.",
-                 " Respond with a single letter.")
+#: Instructions written after an option list (or none).
+_LETTER_TAILS = ("", "", "Answer with the option letter.", "Please answer with the letter of the correct option.",
+                 "Respond with a single letter.", "Choose the correct option.")
 
 
 def choice_question(rng: np.random.Generator, stems: list[str], labels: list[str]) -> str:
-    """An option question: a paraphrased stem, the inline options, and sometimes an answer instruction."""
+    """An option question: a paraphrased stem, the options inline in a random real-FLARE style, maybe an instruction.
+
+    The options keep their order (the letter of each class is fixed within a dataset's question: the tiny
+    stand-in cannot learn shuffled letters, ``shared/toolchain.md``); only how they are written varies
+    (:func:`mevlip.question_options.random_style`: ``A: x, B: y``, ``A. x B. y``, ``(A) x``, one per line, with or
+    without ``Options:``).
+    """
     prefix = "Question: " if rng.random() < 0.25 else ""
-    options, tail = options_text(rng, labels), pick(rng, _LETTER_TAILS)
-    if tail and options.startswith("\n"):  # options one per line: the instruction goes on its own line
-        tail = "\n" + tail.lstrip()
-    return f"{prefix}{pick(rng, stems)} {options}{tail}"
+    style = random_style(rng)
+    return prefix + attach_options(pick(rng, stems), labels, style, pick(rng, _LETTER_TAILS))
 
 
 def _class_disc(rng, size, base, k: int, radius=(14, 20)) -> Image.Image:
@@ -98,25 +90,40 @@ BONE_MARROW = ["Blast", "Promyelocyte", "Myelocyte", "Metamyelocyte", "Band neut
 ENDO = ["Normal mucosa", "Polyp", "Ulcer", "Tumor"]
 BCN = ["Melanoma", "Nevus", "Basal cell carcinoma", "Actinic keratosis", "Benign keratosis", "Dermatofibroma",
        "Vascular lesion", "Squamous cell carcinoma"]
-CMMD_QUESTIONS = {
+CMMD_QUESTIONS = {  # option-free questions answered with class words (flare_format.md 3.1)
     "pathology": (["Benign", "Malignant"], ["Is the lesion in this mammogram benign or malignant?",
                                             "Classify the breast lesion as Benign or Malignant.",
-                                            "What is the pathology of the finding: Benign or Malignant?"]),
-    "abnormality": (["Mass", "Calcification", "Both"], ["What type of abnormality is shown: Mass, Calcification or Both?",
-                                                       "Identify the abnormality (Mass, Calcification, Both)."]),
+                                            "What is the pathology of the finding: Benign or Malignant?",
+                                            "Based on this mammography image, is the abnormality benign or "
+                                            "malignant?"]),
+    "abnormality": (["Mass", "Calcification", "Both"],
+                    ["What type of abnormality is shown: Mass, Calcification or Both?",
+                     "Identify the abnormality (Mass, Calcification, Both).",
+                     "Does this mammogram show a mass, a calcification, or both?"]),
     "subtype": (["Luminal a", "Luminal b", "Her2-enriched", "Triple negative"],
                 ["What is the molecular subtype (Luminal a, Luminal b, Her2-enriched, Triple negative)?",
                  "Which molecular subtype does this cancer have? Luminal a, Luminal b, Her2-enriched or "
-                 "Triple negative."]),
+                 "Triple negative.",
+                 "Predict the molecular subtype of the breast cancer in this mammogram."]),
 }
-DENTAL = [  # (attribute question stems, options): 6 questions per panoramic image, 2-, 4- and 6-option
-    (["Is there a missing tooth in this panoramic radiograph?"], ["Yes", "No"]),
-    (["What is the dentition stage shown?"], ["Primary", "Mixed", "Permanent", "Edentulous"]),
-    (["Which quadrant shows the most restorations?"], ["Upper right", "Upper left", "Lower left", "Lower right",
-                                                      "None", "All equally"]),
-    (["Is an impacted third molar present?"], ["Yes", "No"]),
-    (["What is the bone level condition?"], ["Normal", "Mild loss", "Moderate loss", "Severe loss"]),
-    (["How many implants are visible?"], ["None", "One", "Two", "Three or more"]),
+# 6 questions per panoramic image, 2-, 4- and 6-option, binary ones written "A: No, B: Yes" as the real data
+# (the letter of each class stays fixed per attribute).
+DENTAL = [  # (attribute question stems, options)
+    (["What is the tooth loss status in this panoramic X-ray?",
+      "Which of the following describes the missing teeth in this panoramic radiograph?",
+      "Assess the tooth loss visible in this dental panoramic image."],
+     ["No loss", "Single tooth loss", "Multiple teeth loss", "Edentulous"]),
+    (["Is there any dental caries in this panoramic X-ray?", "Does this panoramic radiograph show caries?",
+      "Are carious lesions present in this orthopantomogram?"], ["No", "Yes"]),
+    (["What is the dentition stage shown?", "Which dentition type does this panoramic X-ray show?"],
+     ["Primary", "Mixed", "Permanent", "Edentulous"]),
+    (["Which quadrant shows the most restorations?", "In which quadrant are most of the dental fillings located?"],
+     ["Upper right", "Upper left", "Lower left", "Lower right", "None", "All equally"]),
+    (["Is an impacted third molar present?", "Does the patient have an impacted tooth?",
+      "Is there an impacted wisdom tooth in this panoramic image?"], ["No", "Yes"]),
+    (["What is the bone level condition?", "How severe is the periodontal bone loss in this panoramic radiograph?",
+      "Which of the following best describes the alveolar bone level?"],
+     ["Normal", "Mild loss", "Moderate loss", "Severe loss"]),
 ]
 
 
@@ -127,9 +134,13 @@ def fundus(rng: np.random.Generator) -> Group:
     disc(draw, 36 + rng.uniform(-3, 3), 36 + rng.uniform(-3, 3), rng.uniform(12, 16), jitter(rng, PALETTE[dx]))
     draw.rectangle([2, 2, 16, 16], fill=jitter(rng, PALETTE[6 + age]))
     q1 = choice_question(rng, ["What is the diagnosis of this fundus photograph?", "Which eye disease is present?",
-                               "Identify the condition visible in this retinal image."], FUNDUS_DX)
+                               "Identify the condition visible in this retinal image.",
+                               "Which of the following diseases is shown in this fundus image?",
+                               "What ocular condition does this color fundus photograph suggest?"], FUNDUS_DX)
     q2 = choice_question(rng, ["Estimate the age group of the patient from this fundus image.",
-                               "Which age range does this patient belong to?"], FUNDUS_AGE)
+                               "Which age range does this patient belong to?",
+                               "Which of the following age groups does the patient most likely belong to?"],
+                         FUNDUS_AGE)
     return Group([("", image)], [Row("Classification", q1, LETTERS[dx]), Row("Classification", q2, LETTERS[age])])
 
 
@@ -152,23 +163,31 @@ def iugc(rng: np.random.Generator, train: bool) -> Group:
     draw.rectangle(sym, fill=jitter(rng, PALETTE[2]))
     standard = int(rng.integers(2))
     draw.rectangle([2, 58, 61, 62], fill=jitter(rng, PALETTE[1] if standard == 0 else PALETTE[0]))
-    rows = [
-        Row("Classification", choice_question(rng, ["Is this a standard intrapartum ultrasound plane?",
-                                                    "Does this image show the standard plane?"],
-                                              ["Standard plane", "Non-standard plane"]), LETTERS[standard]),
-        Row("Detection", pick(rng, ["Locate the fetal head in this ultrasound image. Provide the bounding box as "
-                                    "[x_min, y_min, x_max, y_max].",
-                                    "Detect the fetal head and output its bounding box coordinates."]),
-            format_boxes([head])),
-        Row("Detection", pick(rng, ["Locate the pubic symphysis in this ultrasound image. Provide the bounding box "
-                                    "as [x_min, y_min, x_max, y_max].",
-                                    "Detect the pubic symphysis and output its bounding box coordinates."]),
-            format_boxes([sym])),
-    ]
+    if rng.random() < 0.5:  # A is always the standard plane: named options, or a yes/no question
+        plane = choice_question(rng, ["Is this a standard intrapartum ultrasound plane?",
+                                      "Which of the following describes this intrapartum ultrasound image?",
+                                      "Classify the acquisition plane of this ultrasound image."],
+                                ["Standard plane", "Non-standard plane"])
+    else:
+        plane = choice_question(rng, ["Does this image show the standard plane?",
+                                      "Was this intrapartum ultrasound acquired in the standard plane?"], ["Yes", "No"])
+    rows = [Row("Classification", plane, LETTERS[standard])]
+    for target, box in (("fetal head", head), ("pubic symphysis", sym)):
+        rows.append(Row("Detection", pick(rng, [
+            f"Locate the {target} in this ultrasound image. Provide the bounding box as [x_min, y_min, x_max, y_max].",
+            f"Detect the {target} and output its bounding box coordinates.",
+            f"What are the coordinates of the {target} in this image?",
+            f"Where is the {target}? Answer with its bounding box."]), format_boxes([box])))
     if train:  # [3P]: iugc also has regression rows in training (angle of progression, drawn as a bar length)
         angle = float(rng.uniform(90, 150))
         draw.rectangle([2, 52, 2 + int((angle - 90) / 60 * 59), 55], fill=(255, 255, 255))
-        rows.append(Row("regression", "Estimate the angle of progression in degrees.", format_percentage(angle)))
+        rows.append(Row("regression", pick(rng, ["Estimate the angle of progression in degrees.",
+                                                 "What is the angle of progression (AoP) in this image?",
+                                                 "Measure the AoP between the pubic symphysis and the fetal head.",
+                                                 "Predict the value of the angle of progression for this frame.",
+                                                 "How large is the angle of progression? Give the value in "
+                                                 "degrees."]),
+                        format_percentage(angle)))
     return Group([("", image)], rows)
 
 
@@ -182,7 +201,8 @@ def neojaundice(rng: np.random.Generator) -> Group:
         disc(draw, 32 + rng.uniform(-6, 6), 32 + rng.uniform(-6, 6), rng.uniform(16, 22), jitter(rng, tone, 8))
         images.append((f"-{view + 1}", image))
     q = choice_question(rng, ["Does this newborn have jaundice based on these skin images?",
-                              "Assess the three photographs: is neonatal jaundice present?"],
+                              "Assess the three photographs: is neonatal jaundice present?",
+                              "Which of the following is the correct diagnosis for this neonate?"],
                         ["Jaundice", "No jaundice"])
     return Group(images, [Row("Classification", q, LETTERS[k], [0, 1, 2])])
 
@@ -193,15 +213,16 @@ def bcn20000(rng: np.random.Generator) -> Group:
     views = 1 + int(rng.random() < 0.5)
     images = [(f"-{v + 1}", _class_disc(rng, (64, 64), (200, 170, 150), k)) for v in range(views)]
     q = choice_question(rng, ["What is the diagnosis of this skin lesion?", "Classify the dermoscopic lesion.",
-                              "Which type of skin lesion is shown in these dermoscopy images?"], BCN)
+                              "Which type of skin lesion is shown in these dermoscopy images?",
+                              "Which of the following is the most likely diagnosis of this lesion?"], BCN)
     return Group(images, [Row("Classification", q, LETTERS[k], list(range(views)))])
 
 
 def endo(rng: np.random.Generator) -> Group:
     """Endoscopy; keeps the real label bug: some Tumor rows answer 'T' instead of a letter (flare_format 3.1)."""
     k = int(rng.integers(len(ENDO)))
-    q = choice_question(rng, ["What finding is visible in this endoscopy frame?", "Classify this endoscopic image."],
-                        ENDO)
+    q = choice_question(rng, ["What finding is visible in this endoscopy frame?", "Classify this endoscopic image.",
+                              "Which of the following findings is present in this endoscopic image?"], ENDO)
     answer = "T" if k == 3 and rng.random() < 0.5 else LETTERS[k]
     return Group([("-1", _class_disc(rng, (64, 64), (150, 60, 60), k))], [Row("Classification", q, answer)])
 
@@ -246,7 +267,10 @@ def periapical(rng: np.random.Generator) -> Group:
                        "separated by semicolons.",
                        f"Identify all conditions affecting tooth {tooth} from: {vocab}. Separate multiple answers "
                        "with semicolons.",
-                       f"List the findings for tooth {tooth} (choose from {vocab}); use '; ' between labels."])
+                       f"List the findings for tooth {tooth} (choose from {vocab}); use '; ' between labels.",
+                       f"Which of the following conditions affect tooth {tooth}? Select all that apply: {vocab}.",
+                       f"What dental diseases are visible on tooth {tooth}? Possible labels: {vocab}. Multiple "
+                       "answers are allowed."])
         rows.append(Row("multi-label classification", q, join_labels([PERIAPICAL[i] for i in present], "; ")))
     return Group([("", image)], rows)
 
@@ -263,13 +287,29 @@ def chestdr(rng: np.random.Generator) -> Group:
     q = pick(rng, [f"Which abnormalities are present in this chest X-ray? Choose from: {vocab}. Answer Normal if "
                    "there is none.",
                    f"Identify all findings in this radiograph ({vocab}); separate them with commas.",
-                   f"List the diseases visible in this chest radiograph. Candidates: {vocab}."])
+                   f"List the diseases visible in this chest radiograph. Candidates: {vocab}.",
+                   f"Which of the following diseases are present in this chest X-ray? Select all that apply: {vocab}.",
+                   f"What abnormal findings does this chest radiograph show? Options: {vocab}. Answer Normal if "
+                   "no abnormality is found."])
     answer = join_labels([CHESTDR[i] for i in present], ", ") if present else "Normal"
     return Group([("", image)], [Row("Multi-label Classification", q, answer)])
 
 
 # ----------------------------------------------------------------------------------------------- detection
-def lesion_det(task_type: str, target: str) -> Callable[[np.random.Generator], Group]:
+LESION_DET_QUESTIONS = {  # each dataset words its questions its own way (flare_format.md 3.2)
+    "BUSI-det": ["Detect all {t}s in this breast ultrasound image. Provide bounding boxes as [x_min, y_min, x_max, "
+                 "y_max].",
+                 "Locate the {t} region(s) and output the bounding box coordinates.",
+                 "Where is the {t}? Give each bounding box in [x_min, y_min, x_max, y_max] format.",
+                 "What are the coordinates of the {t} in this breast ultrasound?"],
+    "BUS-UCLM-det": ["Find the {t} in this ultrasound scan and give its bounding box.",
+                     "Output the bounding box coordinates of every {t} in the image.",
+                     "What are the bounding box coordinates of the {t} region?",
+                     "Please localize the {t}s and return their boxes as [x_min, y_min, x_max, y_max]."],
+}
+
+
+def lesion_det(task_type: str, target: str, dataset: str) -> Callable[[np.random.Generator], Group]:
     """Breast ultrasound with 1-3 bright lesions (BUSI-det can hold several); boxes as a JSON list."""
 
     def make(rng: np.random.Generator) -> Group:
@@ -280,10 +320,7 @@ def lesion_det(task_type: str, target: str) -> Callable[[np.random.Generator], G
             draw.ellipse(box, fill=jitter(rng, (225, 225, 225)))
             boxes.append(box)
         boxes.sort()
-        q = pick(rng, [f"Detect all {target}s in this breast ultrasound image. Provide bounding boxes as "
-                       "[x_min, y_min, x_max, y_max].",
-                       f"Locate the {target} region(s) and output the bounding box coordinates.",
-                       f"Where is the {target}? Give each bounding box in [x_min, y_min, x_max, y_max] format."])
+        q = pick(rng, LESION_DET_QUESTIONS[dataset]).format(t=target)
         return Group([("", image)], [Row(task_type, q, format_boxes(boxes))])
 
     return make
@@ -324,7 +361,11 @@ def chromosome(rng: np.random.Generator, whole: bool = True) -> Group:
                    "number as a JSON object.",
                    "Identify and localize all chromosomes (1-22, X, Y). Return a JSON dictionary mapping each "
                    "chromosome to its bounding boxes.",
-                   "Please detect the chromosomes and output {\"chromosome\": [[x_min, y_min, x_max, y_max], ...]}."])
+                   "Please detect the chromosomes and output {\"chromosome\": [[x_min, y_min, x_max, y_max], ...]}.",
+                   "Detect all chromosomes in this image. Output a JSON dictionary whose keys are chromosome labels "
+                   "and whose values are lists of bounding boxes.",
+                   "Where is each chromosome in this metaphase image? Give the coordinates of every chromosome as a "
+                   "JSON object keyed by chromosome number."])
     return Group([("", image)], [Row("instance_detection", q, format_instances(ordered))])
 
 
@@ -338,7 +379,9 @@ def cell(rng: np.random.Generator) -> Group:
     for x, y in zip(xs, ys):
         arr[y: y + 3, x: x + 3] = (120, 230, 120)
     q = pick(rng, ["How many cells are in this microscopy image?", "Count the number of cells visible.",
-                   "What is the total cell count in this image? Answer with a number."])
+                   "What is the total cell count in this image? Answer with a number.",
+                   "How many cells can you count in this image?",
+                   "Count the cells in this fluorescence image and report the total."])
     return Group([("", Image.fromarray(arr))], [Row("Counting", q, format_count(n))])
 
 
@@ -350,21 +393,25 @@ def boneresorption(rng: np.random.Generator) -> Group:
     draw.rectangle([8, 4, 56, 4 + int(round(abr / 100 * 55))], fill=(250, 250, 250))
     q = pick(rng, ["What is the alveolar bone resorption percentage (ABR%) of this tooth?",
                    "Estimate the bone loss ratio in percent.",
-                   "Measure the alveolar bone resorption; answer with a number."])
+                   "Measure the alveolar bone resorption; answer with a number.",
+                   "What is the alveolar bone resorption ratio of this tooth in percent?",
+                   "Based on this dental X-ray, estimate the ABR value."])
     return Group([("", image)], [Row("regression", q, format_percentage(abr))])
 
 
 # ----------------------------------------------------------------------------------------------- report
 IU_ASPECTS = {  # aspect -> (question stems, sentence per drawn state)
-    "heart": (["Describe the heart in this chest X-ray.", "What are the findings regarding the cardiac silhouette?"],
+    "heart": (["Describe the heart in this chest X-ray.", "What are the findings regarding the cardiac silhouette?",
+               "What is the size of the heart?"],
               ["The heart is normal in size.", "The heart is enlarged, consistent with cardiomegaly."]),
-    "lungs": (["Describe the lungs.", "What are the findings in the lungs?"],
+    "lungs": (["Describe the lungs.", "What are the findings in the lungs?", "Are the lungs clear?"],
               ["The lungs are clear without focal consolidation.", "There is a focal opacity in the right lower lobe."]),
     "pleura": (["Is there any pleural abnormality?", "Describe the pleural spaces."],
                ["No pleural effusion or pneumothorax.", "There is a small left pleural effusion."]),
-    "bones": (["Describe the bony structures.", "What are the findings in the bones?"],
+    "bones": (["Describe the bony structures.", "What are the findings in the bones?",
+               "Is there any osseous abnormality?"],
               ["No acute bony abnormality.", "There are degenerative changes of the thoracic spine."]),
-    "mediastinum": (["Describe the mediastinum.", "What are the mediastinal findings?"],
+    "mediastinum": (["Describe the mediastinum.", "What are the mediastinal findings?", "Is the mediastinum normal?"],
                     ["The mediastinal contours are normal.", "The mediastinum is widened."]),
 }
 
@@ -404,17 +451,27 @@ def generator_for(kind: str, dataset: str, part: str, whole_karyotype: bool = Tr
         return simple_choice("Classification", (120, 50, 20), RETINO,
                              ["What is the diabetic retinopathy grade of this fundus image?",
                               "Grade the severity of diabetic retinopathy.",
-                              "Classify the retinopathy stage shown in this retinal photograph."])
+                              "Classify the retinopathy stage shown in this retinal photograph.",
+                              "Which of the following best describes the diabetic retinopathy stage in this image?",
+                              "Determine the DR severity level of this retinography."])
+    if kind == "busi" and dataset == "BUS-UCLM":
+        return simple_choice("classification", (35, 35, 35), BUSI,
+                             ["What type of breast lesion is visible in this ultrasound scan?",
+                              "Which category does this breast sonography image belong to?",
+                              "Determine whether this breast ultrasound shows a normal, benign or malignant finding."])
     if kind == "busi":
         return simple_choice("classification", (35, 35, 35), BUSI,
                              ["Classify this breast ultrasound image.", "Is the breast tissue normal, benign or "
-                              "malignant?", "What is the category of the breast lesion in this ultrasound?"])
+                              "malignant?", "What is the category of the breast lesion in this ultrasound?",
+                              "Which of the following best describes this breast ultrasound?"])
     if kind == "bone_marrow":
         return simple_choice("classification", (200, 180, 210), BONE_MARROW,
                              ["What type of bone marrow cell is this?", "Identify the cell type in this smear.",
-                              "Classify the bone marrow cell shown in the image."])
+                              "Classify the bone marrow cell shown in the image.",
+                              "Which of the following cell types is shown in this bone marrow smear?",
+                              "What is the morphological class of the highlighted bone marrow cell?"])
     if kind == "lesion_det":
-        return lesion_det("detection", "lesion" if dataset == "BUSI-det" else "tumor")
+        return lesion_det("detection", "lesion" if dataset == "BUSI-det" else "tumor", dataset)
     simple = {"fundus": fundus, "dental": dental, "neojaundice": neojaundice, "bcn20000": bcn20000, "endo": endo,
               "cmmd": cmmd, "periapical": periapical, "chestdr": chestdr, "cell": cell,
               "boneresorption": boneresorption, "iu_xray": iu_xray}
