@@ -24,7 +24,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from mevlip.flare import add_zip_limit_args, zip_limits_from_args
 from mevlip.inference import ROUTINGS, Journal, ResumeError, plan, route_items, run, run_fingerprint, write_outputs
-from mevlip.prompts import DEFAULT_SYSTEM, MULTI_IMAGE_MODES
+from mevlip.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 logger = logging.getLogger("inference")
 DEFAULT_BASE_MODEL = "OpenGVLab/InternVL3-8B-hf"
@@ -59,13 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse to run when an adapter the routing can use is missing (default: it falls back to "
                         "the general adapter, or to the base model, as printed at start)")
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
-                   help="as in data preparation: keep every image of a record (default), or the first only")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="what the model is fed (docs/fidelity.md): " + "; ".join(
+                       f"{name}: {preset.summary}" for name, preset in PRESETS.items())
+                   + ". Use the preset the adapters were trained with (the released ones: paper or original)")
+    p.add_argument("--multi_image", default=None, choices=["keep", "first"],
+                   help="override the preset: keep every image of a record, or the first only")
     p.add_argument("--splits", nargs="*", default=None, help="split folders to answer (default: all but training)")
     p.add_argument("--quantization", default="auto", choices=["auto", "4bit", "none"],
                    help="auto: 4-bit nf4 on CUDA (as the paper), none (float32) on CPU")
-    p.add_argument("--crop_to_patches", action="store_true", help="tile images; only if the recipes did")
-    p.add_argument("--system", default=DEFAULT_SYSTEM, help="system prompt; must equal the recipes' default_system")
+    p.add_argument("--crop_to_patches", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the preset's tiling; only if the recipes did")
+    p.add_argument("--system", default=None,
+                   help="override the preset's system prompt; must equal the recipes' default_system")
     p.add_argument("--num_shards", type=int, default=1, help="split the work over N processes / GPUs / nodes")
     p.add_argument("--shard_index", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
@@ -102,17 +108,16 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 0 <= args.shard_index < args.num_shards:
         raise SystemExit(f"--shard_index must be in [0, {args.num_shards}), got {args.shard_index}")
-    if args.multi_image == "explode":
-        raise SystemExit("--multi_image explode makes several inputs per record; inference answers once per record "
-                         "(use keep or first)")
+    preset = get_preset(args.preset)
+    multi_image = args.multi_image or preset.inference_images
     if args.routing == "router" and not args.router_dir:
         raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
     layout = check_adapters(args)
     output = Path(args.output_dir) / args.output_filename
     start = time.perf_counter()
     try:  # a user error (no dataset, a folder in use, a journal of another configuration): one line, no traceback
-        the_plan = plan(args.base_dataset_path, args.splits, args.multi_image,
-                        scratch=Path(args.output_dir) / ".images", limits=zip_limits_from_args(args))
+        the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=Path(args.output_dir) / ".images",
+                        limits=zip_limits_from_args(args))
         if not the_plan.items:
             raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
         journal = Journal(output.with_name(output.stem + ".journal.jsonl"), run_fingerprint(the_plan, vars(args)),
@@ -140,8 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     if pending:
         from mevlip.vlm import VLM, VLMConfig
 
-        vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.system,
-                            args.crop_to_patches))
+        vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.preset,
+                            args.system, args.crop_to_patches))
         loaded = vlm.adapters
 
         def generate(batch, adapter):
@@ -149,11 +154,12 @@ def main(argv: list[str] | None = None) -> dict:
             return vlm.generate(batch, args.max_new_tokens)
 
         stats = run(the_plan, generate, routes, journal, loaded, args.batch_size,
-                    (args.num_shards, args.shard_index), progress=not args.no_progress)
+                    (args.num_shards, args.shard_index), progress=not args.no_progress,
+                    postprocessing=preset.postprocess)
     journal.close()
     written = write_outputs(the_plan, journal.done, output, (args.num_shards, args.shard_index))
     wall = time.perf_counter() - start
-    summary = {"output": str(output), "routing": args.routing, "base_model": args.base_model,
+    summary = {"output": str(output), "preset": args.preset, "routing": args.routing, "base_model": args.base_model,
                "adapters_dir": args.adapters_dir, "adapters_loaded": loaded,
                "adapter_folders": {n: str(f) for n, f in layout.folders.items()} if layout else {},
                "router_dir": args.router_dir, "router_scoring": args.router_scoring if router else None,

@@ -76,9 +76,31 @@ def routing_accuracy(out: Path) -> dict | None:
         return None
     details = sorted((json.loads(line) for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()),
                      key=lambda d: d["i"])
-    right = sum(d["task"] == normalize_task_type(p["TaskType"]) for d, p in zip(details, preds))
+    # "task" is the task the answer was parsed as (the record's own); "routed_task" is the router's choice
+    right = sum(d.get("routed_task", d["task"]) == normalize_task_type(p["TaskType"]) for d, p in zip(details, preds))
     fallback = sum(d.get("adapter") == GENERAL_ADAPTER for d in details)
     return {"n": len(details), "accuracy": right / max(1, len(details)), "general_fallbacks": fallback}
+
+
+def routing_by_scoring(out: Path) -> dict[str, dict]:
+    """The demo router on the validation questions under each scoring (softmax, the original's and the default;
+    sigmoid, the option): accuracy against each record's TaskType and the share that falls back to general."""
+    from mevlip.router import SCORINGS, Router
+
+    preds = _load(out / "predictions" / "router" / "predictions.json")
+    if not preds or not (out / "router").is_dir():
+        return {}
+    questions = [p["Question"] for p in preds]
+    truth = [normalize_task_type(p["TaskType"]) for p in preds]
+    result = {}
+    for scoring in SCORINGS:
+        router = Router.from_pretrained(out / "router", scoring=scoring)
+        routes = router.route(questions)
+        result[scoring] = {
+            "n": len(routes), "threshold": router.threshold,
+            "accuracy": sum(r.task == t for r, t in zip(routes, truth)) / max(1, len(routes)),
+            "fallback_rate": sum(r.adapter == GENERAL_ADAPTER for r in routes) / max(1, len(routes))}
+    return result
 
 
 def loss_plot(out: Path) -> Path | None:
@@ -232,6 +254,12 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     if routing:
         lines.append(f"- routing of the {routing['n']} validation questions: {routing['accuracy']:.1%} to the record's "
                      f"own task type; {routing['general_fallbacks']} fell back to the general adapter")
+    by_scoring = routing_by_scoring(out)
+    for scoring, r in by_scoring.items():
+        lines.append(f"- scored with {scoring}" + (" (the original's single-label pipeline; the default)"
+                                                    if scoring == "softmax" else " (option --router_scoring sigmoid)")
+                     + f": top task right for {r['accuracy']:.1%} of {r['n']}, {r['fallback_rate']:.1%} below the "
+                     f"{r['threshold']:g} threshold fall back to the general adapter")
     lines += ["", "## Stage timings (2-core CPU)", "", "| stage | seconds | |", "|---|---|---|"]
     for name, info in times.items():
         lines.append(f"| {name} | {info['seconds']:.0f} | {'cached from an earlier run' if info['cached'] else ''} |")
@@ -245,6 +273,7 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
                 for t in TASK_NAMES} if metrics.get("router") and metrics.get("constant") else {}
     (out / "results.json").write_text(json.dumps({"preset": settings.preset, "metrics": table, "n": ns,
                                                   "times": times, "routing": routing,
+                                                  "routing_by_scoring": by_scoring,
                                                   "validity": validity, "learning": verdicts}, indent=2,
                                                  default=str) + "\n")
     return path

@@ -71,6 +71,11 @@ def test_results_table_has_every_cell_filled(quick_demo):
     assert all(r["conversations"][0]["value"].startswith("<image> ") and len(r["images"]) == 1 for r in rows)
     summary = json.loads((out / "predictions" / "router" / "predictions.summary.json").read_text())
     assert summary["preset"] == "paper"
+    # the router under both scorings (softmax: the original's and the default; sigmoid: the option)
+    assert set(results["routing_by_scoring"]) == {"softmax", "sigmoid"}
+    assert all(0 <= r["fallback_rate"] <= 1 and r["n"] == len(json.loads(
+        (out / "predictions" / "router" / "predictions.json").read_text())) for r in results["routing_by_scoring"].values())
+    assert "scored with softmax" in text and "scored with sigmoid" in text
 
 
 def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_path):
