@@ -26,7 +26,7 @@ from mevlip.adapters_layout import (
     find_adapters,
 )
 from mevlip.inference import plan
-from mevlip.router import RELEASE_LABELS, Router
+from mevlip.router import RELEASE_LABELS, Router, RouterError
 from mevlip.synth import generate
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS
 
@@ -116,6 +116,16 @@ def test_plain_gliclass_router_scores_as_the_original_pipeline(architecture, rel
         folder = release_router if architecture == "uni-encoder" else build_plain_router(tmp_path / "bi", architecture)
         assert not (folder / "router_config.json").exists()
         _compare_with_pipeline(folder)
+    if architecture == "bi-encoder":  # its label tokenizer: label_model_name, else label_tokenizer/ in the folder
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "label_model_name": "BAAI/bge-small-en-v1.5"}))
+        with pytest.raises(RouterError, match=r"label tokenizer 'BAAI/bge-small-en-v1\.5' cannot be loaded offline "
+                                              r".*put it in .*bi/label_tokenizer"):
+            Router.from_pretrained(folder)
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(config["label_model_name"]).save_pretrained(folder / "label_tokenizer")
+        assert Router.from_pretrained(folder).label_tokenizer is not None
 
 
 def _compare_with_pipeline(folder: Path) -> None:
