@@ -40,3 +40,24 @@ def test_predictions_cover_every_record_to_answer(mini_flare_tiny, tmp_path):
     assert len(preds) == sum(len(load_records(f).records) for f in files)
     assert json.loads((tmp_path / "p.json").read_text()) == preds
     assert all(p["Answer"] for p in preds)  # every dataset/task of the validation sets was seen in training
+
+
+def _write_training(root, dataset, task_type, answers):
+    folder = root / "training" / "Category" / dataset
+    folder.mkdir(parents=True)
+    records = [{"ImageName": f"imagesTr/{i}.png", "Question": "Q?", "Answer": a, "TaskType": task_type,
+                "Modality": "X-ray", "Split": "train"}
+               for i, a in enumerate(answers)]
+    (folder / f"{dataset}_questions_train.json").write_text(json.dumps(records), encoding="utf-8")
+
+
+def test_constants_by_hand(tmp_path):
+    """Hand-worked constants on a crafted training split: the mean (not the first, last or median value) for
+    regression and counting, the majority answer, the mean box."""
+    _write_training(tmp_path, "abr", "regression", ["10.0", "20.0", "36.0"])  # mean 22.0, median 20.0
+    _write_training(tmp_path, "cells", "Counting", ["3", "4", "10"])  # mean 5.67 -> "6", median 4
+    _write_training(tmp_path, "busi", "Classification", ["B", "A", "B"])
+    _write_training(tmp_path, "det", "detection", ["[[0, 0, 10, 10]]", "[[10, 20, 30, 40]]"])
+    constants = fit_constants(tmp_path)
+    assert constants == {("abr", "regression"): "22.0", ("busi", "classification"): "B",
+                         ("cells", "counting"): "6", ("det", "detection"): "[[5, 10, 20, 25]]"}

@@ -88,6 +88,8 @@ def test_instance_parser():
     ("To accurately count the cells, 55", None),  # hedging phrase
     ("1e250", 250),  # "1" is dropped as a small number next to "250"
     ("12.0", 12), ("", None), ("lots", None),
+    # the "> 10" boundary: 10 is dropped beside another number, 11 is kept, a lone 10 is kept
+    ("10 and 5", None), ("11 and 5", 11), ("10", 10), ("5 and 10 and 4", None),
 ])
 def test_count_parser(text, count):
     assert q25.parse_count(text) == count

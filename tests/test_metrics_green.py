@@ -18,7 +18,7 @@ from mevlip.metrics.green_llm import (
     make_prompt,
     parse_error_counts,
 )
-from mevlip.metrics.green_rule import COMPONENTS, green_rule, green_rule_components
+from mevlip.metrics.green_rule import COMPONENTS, compare_sizes, green_rule, green_rule_components
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -55,6 +55,89 @@ def test_rule_missing_entity_and_sizes():
     assert parts["measurement_accuracy"] == pytest.approx(0.5)  # |2-3|/3 = 0.33 -> 0.5
     parts = dict(zip(("overall", *COMPONENTS), green_rule_components("The lungs are clear.", ref), strict=True))
     assert parts["entity_matching"] == 0.0 and parts["clinical_significance"] == 0.0
+
+
+def _parts(generated: str, reference: str) -> dict[str, float]:
+    return dict(zip(("overall", *COMPONENTS), green_rule_components(generated, reference), strict=True))
+
+
+# Each expected value below is worked out by hand from shared/flare_format.md 4.A (the organisers' GREENScorer), not
+# computed with green_rule; every component and constant is pinned by at least one case.
+def test_rule_temporal_component_by_hand():
+    # ref temporal {new}, pred {unchanged}: shared 0/1; both have temporal terms and entities -> association 0.8
+    assert _parts("Unchanged left effusion.", "New left effusion.")["temporal_accuracy"] == pytest.approx(
+        0.5 * 0 + 0.5 * 0.8)
+    # pred has no temporal term (and no entity) -> association 0.5
+    assert _parts("Stable.", "New left effusion.")["temporal_accuracy"] == pytest.approx(0.5 * 0 + 0.5 * 0.5)
+    # the reference has none, the prediction has one -> 0.5; neither has one -> 1
+    assert _parts("Stable left effusion.", "Left effusion.")["temporal_accuracy"] == pytest.approx(0.5)
+    assert _parts("Left effusion.", "Left effusion.")["temporal_accuracy"] == pytest.approx(1.0)
+    # the one shared temporal type counts in full: 0.5 * 1/1 + 0.5 * 0.8
+    assert _parts("New effusion.", "New left effusion.")["temporal_accuracy"] == pytest.approx(0.9)
+
+
+def test_rule_location_component_is_a_jaccard_overlap():
+    # ref {left, lung}, pred {left, upper}: |{left}| / |{left, lung, upper}| = 1/3 (recall would give 1/2)
+    parts = _parts("Opacity in the left upper zone.", "Opacity in the left lung.")
+    assert parts["location_accuracy"] == pytest.approx(1 / 3)
+    # a superset prediction is penalised too: {left} vs {left, upper}: 1/2 (recall would give 1)
+    assert _parts("Left upper effusion.", "Left effusion.")["location_accuracy"] == pytest.approx(0.5)
+    # no location in the reference: 1 only when the prediction has none either
+    assert _parts("Effusion.", "Effusion.")["location_accuracy"] == 1.0
+    assert _parts("Left effusion.", "Effusion.")["location_accuracy"] == 0.0
+
+
+def test_rule_uncertainty_and_the_overall_weights_by_hand():
+    # ref: "possible" (confidence 0.3) -> uncertainty 0.7, pneumonia base severity 3; pred: uncertainty 0, severity 3
+    # entity: 0.4 (negation) + 0.3 * 1 (severity) + 0.2 * (1 - 0.7) + 0.1 (no sizes) = 0.86
+    # negation: 0.6 + 0.4 * max(0, 1 - 2 * 0.7) = 0.6; structure: 0.7 + 0.3 * len("Pneumonia.") / len(ref) = 10/19
+    parts = _parts("Pneumonia.", "Possible pneumonia.")
+    assert parts["entity_matching"] == pytest.approx(0.86)
+    assert parts["negation_handling"] == pytest.approx(0.6)
+    assert parts["structure_completeness"] == pytest.approx(0.7 + 0.3 * 10 / 19)
+    assert parts["overall"] == pytest.approx(0.30 * 0.86 + 0.20 * 1 + 0.15 * 0.6 + 0.10 * 1 + 0.10 * 1 + 0.10 * 1
+                                             + 0.05 * (0.7 + 0.3 * 10 / 19))
+
+
+def test_rule_missing_entity_weights_and_severity_weighted_significance():
+    # ref: pneumothorax (severity 4, weight 1.0) and effusion (severity 2, weight 0.8); pred: pneumothorax only
+    # entity: (1.0 * 1.0 + 0.8 * 0) / (1.0 + 0.8); significance: 1.0 * (1 + 4/4) / (1.0 * 2 + 0.8 * (1 + 2/4))
+    parts = _parts("Pneumothorax.", "Pneumothorax. Effusion.")
+    assert parts["entity_matching"] == pytest.approx(1.0 / 1.8)
+    assert parts["clinical_significance"] == pytest.approx(2.0 / 3.2)
+    assert parts["negation_handling"] == pytest.approx(1.0)
+
+
+def test_rule_every_term_is_a_mention_and_significance_needs_the_same_term():
+    # "pulmonary edema" is two edema mentions ("edema", "pulmonary edema"); the prediction's "edema" captures one
+    # of the two equal weights; "pulmonary" is a lung location the prediction lacks: Jaccard 0/1
+    parts = _parts("Edema.", "Pulmonary edema.")
+    assert parts["clinical_significance"] == pytest.approx(0.5)
+    assert parts["location_accuracy"] == 0.0
+    assert parts["entity_matching"] == pytest.approx(1.0)
+
+
+def test_rule_structure_sections_and_length():
+    # ref sections {findings, impression}, pred has findings only: 0.7 * 1/2 + 0.3 * 22/42 (length ratio < 1)
+    parts = _parts("Findings: no effusion.", "Findings: no effusion. Impression: normal.")
+    assert parts["structure_completeness"] == pytest.approx(0.7 * 0.5 + 0.3 * 22 / 42)
+    # length ratio >= 2: max(0, 2 - r); r = 40 / 10 -> 0
+    assert _parts("Effusion. " * 4, "Effusion.!")["structure_completeness"] == pytest.approx(0.7)
+    # r = 15 / 10 = 1.5 < 2 -> min(1, r) = 1
+    assert _parts("Effusion. Left.", "Effusion.!")["structure_completeness"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("a,b,score", [
+    ("2.0 cm", "2.1 cm", 1.0),   # 0.1 / 2.1 = 0.048 < 0.1
+    ("2 cm", "2.4 cm", 0.8),     # 0.4 / 2.4 = 0.167 < 0.2
+    ("2 cm", "3 cm", 0.5),       # 1 / 3 = 0.333 < 0.5
+    ("1 cm", "3 cm", 0.2),       # 2 / 3 = 0.667
+    ("9 mm", "10 mm", 0.8),      # 1 / 10 = 0.1 exactly: the "< 0.1" band is strict
+    ("0 mm", "0 mm", 1.0),       # both zero
+    ("cm", "3 cm", 0.0),         # no number on one side
+])
+def test_size_comparison_thresholds(a, b, score):
+    assert compare_sizes(a, b) == score
 
 
 # ----------------------------------------------------------------------------------------------- GREEN parser
