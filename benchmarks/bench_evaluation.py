@@ -1,6 +1,7 @@
 """Benchmark evaluation on a full-size mini-FLARE: our vectorised evaluator against a naive loop, same run.
 
     python benchmarks/bench_evaluation.py [--data /tmp/mevlip_bench_full] [--bootstrap 200] [--noise 0.25]
+    #   figures -> benchmarks/results/bench_evaluation.json
 
 Generates (or reuses) ``python -m mevlip.synth --scale full`` (~62.8k records over all four splits), writes
 GT-as-predictions with noise (wrong answers from other records, garbage, perturbed numbers, wrapped letters,
@@ -29,6 +30,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
+from results_file import write_result  # noqa: E402
 
 ALL_SPLITS = ("training", "validation-public", "validation-hidden", "testing")
 
@@ -212,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         fast = run_child("fast", args, pred_file, out_dir)
         print(f"fast : {fast['n_gt']} records, metric work {fast['work_s']:.2f} s, process {fast['wall_s']:.2f} s, "
               f"peak RSS {fast['peak_rss_mib']:.0f} MiB (bootstrap {args.bootstrap})")
+        figures = {"records": fast["n_gt"], "fast": fast}
         if args.skip_naive:
+            write_result("bench_evaluation", figures, argv)
             return
         naive = run_child("naive", args, pred_file, out_dir)
     print(f"naive: metric work {naive['work_s']:.2f} s, process {naive['wall_s']:.2f} s, "
@@ -228,6 +234,10 @@ def main(argv: list[str] | None = None) -> None:
             continue
         diffs.append(0.0 if value == ours else abs(value - ours))
     print(f"primary metrics compared: {len(diffs)}; largest |fast - naive| = {max(diffs) if diffs else 'n/a'}")
+    figures.update(naive=naive, speedup_work=naive["work_s"] / fast["work_s"],
+                   speedup_process=naive["wall_s"] / fast["wall_s"], metrics_compared=len(diffs),
+                   max_abs_diff=max(diffs) if diffs else None)
+    write_result("bench_evaluation", figures, argv)
 
 
 if __name__ == "__main__":

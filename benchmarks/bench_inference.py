@@ -9,6 +9,7 @@ records/s of each, the ratio, and checks that both give the same adapter and the
 Uses the artefacts of ``make demo`` (trained stand-in, adapters, router, mini-FLARE validation records):
 
     python benchmarks/bench_inference.py                        # 200 records from demo_output/
+    #   figures -> benchmarks/results/bench_inference.json (--output for another file)
     python benchmarks/bench_inference.py --demo_output DIR -n 100 --batch_size 32
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import sys
 import tempfile
@@ -31,6 +31,9 @@ from mevlip.inference import Journal, label_separator, plan, resolve_adapter, ro
 from mevlip.router import Router
 from mevlip.tasks import GENERAL_ADAPTER
 from mevlip.vlm import VLM, VLMConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
+from results_file import write_result  # noqa: E402
 
 logger = logging.getLogger("bench_inference")
 REPO = Path(__file__).resolve().parents[1]
@@ -116,8 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
            "original_s": round(slow, 2), "original_records_per_s": round(len(items) / slow, 3),
            "ours_s": round(fast, 2), "ours_records_per_s": round(len(items) / fast, 3),
            "speedup": round(slow / fast, 2), "same_adapter_and_answer": f"{same}/{len(items)}"}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
+    write_result("bench_inference", res, argv, args.output)
     print(f"original loop (batch 1, router pipeline per record): {res['original_records_per_s']:.2f} records/s "
           f"({slow:.1f} s)\nours (batched routing, grouped by adapter, batch {args.batch_size}): "
           f"{res['ours_records_per_s']:.2f} records/s ({fast:.1f} s)\nspeed-up {res['speedup']:.1f}x; "

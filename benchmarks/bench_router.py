@@ -7,6 +7,8 @@ checks that both ways pick the same task type for the questions the baseline tim
 
     python benchmarks/bench_router.py                                  # a fresh MiniLM router, 2,000 questions
     python benchmarks/bench_router.py --router_dir task_classifier/model --architecture both
+
+Figures are written to ``benchmarks/results/bench_router.json`` (``--json`` for another file).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import logging
 import sys
 import tempfile
@@ -28,6 +29,9 @@ from mevlip.router_data import collect_questions
 from mevlip.router_train import RouterTrainConfig, build_model
 from mevlip.synth import generate
 from mevlip.tasks import TASK_NAMES
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
+from results_file import write_result  # noqa: E402
 
 logger = logging.getLogger("bench_router")
 
@@ -90,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="questions routed the original way (fewer saves time; timings are per question)")
     parser.add_argument("--batch_size", type=int, default=64, help="router batch size")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--json", help="results file (default: benchmarks/results/bench_router.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads > 0:
@@ -110,8 +114,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"{res['batched_s']} s) | original way {res['original_ms_per_q']} ms/question "
                   f"({res['original_questions']} in {res['original_s']} s) | speed-up {res['speedup']}x | "
                   f"same top label {res['same_top_label']} | torch threads {torch.get_num_threads()}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    # keyed by architecture, the names the READMEs quote ("bi-encoder.speedup")
+    write_result("bench_router", {r["architecture"]: r for r in results}, argv, args.json)
     return results
 
 

@@ -1,6 +1,6 @@
 """Generate a ``--scale full`` mini-FLARE (~58k Q&A) and report records/s and peak memory.
 
-    python benchmarks/bench_synth.py [--out DIR] [--seed 0]
+    python benchmarks/bench_synth.py [--out DIR] [--seed 0]     # figures -> benchmarks/results/bench_synth.json
 
 Peak memory is the process's maximum resident set size (``ru_maxrss``). The generator streams: each dataset file is
 written before the next is drawn, so memory is bounded by the largest file's records and images, not the dataset.
@@ -12,11 +12,15 @@ import argparse
 import json
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from mevlip.synth import generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
+from results_file import write_result  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rss_before_mib": round(rss_before), "disk_mib": round(size / 2**20),
     }
     print(json.dumps(result))
+    write_result("bench_synth", result, argv)
     if not args.out:
         shutil.rmtree(out)
     return result
