@@ -32,6 +32,9 @@ DEVICE="${DEVICE:-cuda:0}"
 BATCH_SIZE="${BATCH_SIZE:-8}"
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-512}"
 ROUTING="${ROUTING:-router}"
+# paper: the format the adapters (ours and the released ones) were trained on; original: what the original
+# inference.py fed them (docs/fidelity.md)
+PRESET="${PRESET:-paper}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 
 # A command line meant for the container (e.g. `/bin/bash -c "sh predict.sh"` given to an image whose ENTRYPOINT
@@ -61,7 +64,7 @@ fi
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 echo "predict.sh: $INPUT_DIR -> $OUTPUT_DIR/predictions.json; base $MEVLIP_BASE_MODEL," \
-    "adapters ${MEVLIP_ADAPTERS_DIR:-none}, router ${MEVLIP_ROUTER_DIR:-none}, routing $ROUTING"
+    "adapters ${MEVLIP_ADAPTERS_DIR:-none}, router ${MEVLIP_ROUTER_DIR:-none}, routing $ROUTING, preset $PRESET"
 
 # The test set may arrive as <Category>/<dataset>/ folders directly under INPUT_DIR (no split folder);
 # inference walks split folders, so expose such a layout as INPUT_DIR/testing through a link in a scratch folder.
@@ -88,5 +91,6 @@ python "$HERE/inference.py" \
     --max_new_tokens "$MAX_NEW_TOKENS" \
     --batch_size "$BATCH_SIZE" \
     --routing "$ROUTING" \
+    --preset "$PRESET" \
     --device "$DEVICE" \
     "$@"

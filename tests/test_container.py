@@ -110,6 +110,7 @@ def test_challenge_command_line_writes_predictions(models, inputs, tmp_path):
     assert [record_key(p) for p in preds] == [record_key(r) for r in expected] and preds
     summary = json.loads((tmp_path / "outputs" / "predictions.summary.json").read_text())
     assert summary["errors"] == 0 and summary["routing"] == "router" and summary["router_scoring"] == "softmax"
+    assert summary["preset"] == "paper"  # the format the released adapters were trained on
     assert summary["adapters_loaded"] == list(EXPECTED_ADAPTERS)  # the release's eight, found by predict.sh
     assert summary["adapter_folders"]["general"] == str(models / "FLARE-InternVL3-8B-hf" / RELEASE_GENERAL_FOLDER)
     assert summary["router_dir"] == str(models / "FLARE-gliclass-small-v1.0")
