@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from mevlip.presets import DEFAULT_PRESET, Preset, get_preset
 from mevlip.inference_inputs import build_batch
+from mevlip.presets import DEFAULT_PRESET, Preset, get_preset
 
 logger = logging.getLogger(__name__)
 

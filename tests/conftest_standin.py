@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from mevlip.flare import discover, load_records, resolve_images, safe_extract
-from mevlip.prompts import render_user, select_images
 from mevlip.presets import get_preset
+from mevlip.prompts import render_user, select_images
 from mevlip.recipes import ADAPTERS, dataset_entry
 from mevlip.tasks import normalize_task_type
 

@@ -202,8 +202,9 @@ def lf_crop(tmp_path_factory, model_dir, cases, resize_cases):
 
 # ----------------------------------------------------------------------------------------------- parity
 def _check(processor, lf: dict, row: dict, index: int, label: str, preset: str = "paper") -> None:
-    import torch
     from dataclasses import replace
+
+    import torch
 
     from mevlip.inference_inputs import build_inputs
 

@@ -51,9 +51,9 @@ def test_yaml_round_trips_to_the_recipe():
     assert isinstance(_load("train_qlora/internvl_lora_sft_bnb.yaml")["learning_rate"], float)
 
 
-#: The authors' recipe, copied byte for byte from the original repository
-#: (BioMedIA-MBZUAI/FLARE2025-Task5-2D-biomedia, llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml):
-#: the expected values below do not come from mevlip.recipes.
+#: The authors' recipe, copied byte for byte from the original repository (BioMedIA-MBZUAI/FLARE2025-Task5-2D-biomedia,
+#: llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml): the expected values below do not come
+#: from mevlip.recipes.
 AUTHORS_YAML = """\
 # File: examples/train_qlora/internvl_lora_sft_bnb.yaml
 
@@ -123,7 +123,8 @@ def test_task_recipes_say_they_are_ours():
 def test_ours_preset_changes_only_system_and_double_quantization():
     for folder in ("train_qlora", "standin"):
         for adapter in ADAPTERS:
-            paper, ours = _load(f"{folder}/{adapter_filename(adapter)}"), _load(f"{folder}_ours/{adapter_filename(adapter)}")
+            name = adapter_filename(adapter)
+            paper, ours = _load(f"{folder}/{name}"), _load(f"{folder}_ours/{name}")
             changed = {k for k in paper.keys() | ours.keys() if paper.get(k) != ours.get(k)}
             assert changed == {"default_system", "double_quantization"}, (folder, adapter, changed)
             assert paper["default_system"] == "" and ours["default_system"] == OURS_SYSTEM
