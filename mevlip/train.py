@@ -10,13 +10,21 @@ them: ``<adapters_dir>/general``, ``<adapters_dir>/classification``, ... (``mevl
 A recipe folder holds one YAML per adapter; which adapter a file trains is read from its ``dataset`` key
 (``flare_all`` -> general, ``flare_<task>`` -> that task); YAMLs that are not LoRA recipes (the stand-in's
 ``pretrain_full.yaml``) are ignored.
+
+LLaMA-Factory's own output (its progress bar, ``{'loss': ...}`` lines, warnings) goes live to the console and to the
+log. An interrupted adapter resumes: a folder holding ``checkpoint-<step>/`` but no final adapter is continued from
+its newest complete checkpoint (``resume_from_checkpoint=``; the recipes set ``overwrite_output_dir: true``, under
+which LLaMA-Factory would not look for one itself). ``--overwrite`` starts afresh and removes old checkpoints.
 """
 
 from __future__ import annotations
 
+import codecs
+import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +41,9 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 LOG_NAME = "mevlip_train.log"
 PROVENANCE_NAME = "mevlip_train.json"
 PLOT_NAME = "training_loss.png"
+#: ``report_to`` values passed through to the Trainer, and the module each needs (None: nothing).
+REPORTERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb"}
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class AdapterTrainingError(RuntimeError):
@@ -50,6 +61,7 @@ class AdapterRun:
     seconds: float = 0.0
     command: list[str] = field(default_factory=list)
     plot: str | None = None
+    resumed_from: str | None = None
 
 
 def find_recipes(recipe_dir: str | os.PathLike) -> dict[str, Path]:
@@ -82,6 +94,42 @@ def find_recipes(recipe_dir: str | os.PathLike) -> dict[str, Path]:
 def is_trained(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds a saved adapter (config and safetensors weights)."""
     return all((Path(folder) / name).is_file() for name in ADAPTER_FILES)
+
+
+def last_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest complete ``checkpoint-<step>/`` in ``folder`` (None if none).
+
+    The Trainer writes ``trainer_state.json`` last when it saves a checkpoint, so a checkpoint whose state file is
+    missing or does not parse was cut short by the interruption and is passed over.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.iterdir():
+        match = _CHECKPOINT.match(path.name)
+        if match and path.is_dir():
+            try:
+                json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                logger.debug("%s is incomplete (no readable trainer_state.json); not resuming from it", path)
+                continue
+            found.append((int(match.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def check_report_to(report_to: str) -> None:
+    """Refuse a ``report_to`` we do not pass through, or one whose package is not installed.
+
+    Raises:
+        ValueError: naming the value, or the package and how to install it.
+    """
+    if report_to not in REPORTERS:
+        raise ValueError(f"report_to {report_to!r} is not one of {', '.join(REPORTERS)}")
+    module = REPORTERS[report_to]
+    if module is not None and importlib.util.find_spec(module) is None:
+        extra = ' (pip install ".[tensorboard]")' if report_to == "tensorboard" else ""
+        raise ValueError(f"report_to {report_to} needs the {module} package, which is not installed{extra}")
 
 
 def default_cli() -> list[str]:
@@ -118,28 +166,43 @@ def select_adapters(only: Sequence[str] | None) -> list[str]:
     return [name for name in ADAPTERS if name in only]
 
 
-def _run(command: list[str], workdir: Path, log_path: Path, stream: bool) -> tuple[int, str]:
-    """Run ``command`` in ``workdir``, writing its output to ``log_path`` (and the console); returns code, tail."""
-    tail: list[str] = []
-    with open(log_path, "w", encoding="utf-8") as log:
+def _run(command: list[str], workdir: Path, log_path: Path, echo: bool, append: bool = False) -> tuple[int, str]:
+    """Run ``command`` in ``workdir``, copying its output as it comes to ``log_path`` (and the console if ``echo``);
+    ``append`` adds to the log instead of replacing it.
+
+    Output is read in chunks, not lines, so that tqdm's progress bar (redrawn with carriage returns) shows live.
+
+    Returns:
+        The exit code and the last 40 lines of output (each progress bar line as last drawn).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "a" if append else "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace")
+        proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            tail = (tail + [line])[-40:]
-            if stream:
-                sys.stdout.write(line)
-        return proc.wait(), "".join(tail)
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 65536):
+            part = decoder.decode(chunk)
+            log.write(part)
+            log.flush()
+            text = (text + [part])[-200:]
+            if echo:
+                sys.stdout.write(part)
+                sys.stdout.flush()
+        code = proc.wait()
+    lines = [line.rsplit("\r", 1)[-1] for line in "".join(text).rstrip("\r\n").split("\n")]
+    return code, "\n".join(lines[-40:]) + "\n"
 
 
 def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLike, *,
                    model: str | os.PathLike | None = None, dataset_dir: str | os.PathLike | None = None,
                    max_steps: int | None = None, only: Sequence[str] | None = None, overwrite: bool = False,
                    extra: dict | None = None, workdir: str | os.PathLike | None = None,
-                   cli: Sequence[str] | None = None, stream: bool = False) -> list[AdapterRun]:
+                   cli: Sequence[str] | None = None, echo: bool = True, report_to: str | None = None,
+                   save_steps: int | None = None, resume: bool = True) -> list[AdapterRun]:
     """Train the selected adapters one after another; skip those already trained unless ``overwrite``.
 
     Args:
@@ -149,21 +212,30 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
         dataset_dir: overrides ``dataset_dir`` (the folder with ``dataset_info.json``).
         max_steps: overrides ``max_steps`` (smoke runs); also logs every step so the loss plot has points.
         only: adapter names to train (default: all eight).
-        overwrite: retrain adapters that already exist (passes ``overwrite_output_dir=true``).
+        overwrite: retrain adapters that already exist (passes ``overwrite_output_dir=true``), from scratch.
         extra: further ``key: value`` overrides (e.g. ``deepspeed``).
         workdir: where ``llamafactory-cli`` runs, i.e. what relative paths inside the recipes are relative to;
             default: the folder holding ``examples/`` when ``recipe_dir`` is ``.../examples/<set>``, else the
             current folder. Paths given as arguments here are relative to the current folder.
         cli: the command that runs LLaMA-Factory (default :func:`default_cli`).
-        stream: also print LLaMA-Factory's output.
+        echo: print LLaMA-Factory's output (progress bar, loss lines) live on the console; it always goes to the
+            adapter's log.
+        report_to: overrides ``report_to`` (``none``, ``tensorboard``: event files under ``<adapter>/runs/``, or
+            ``wandb``); refused when its package is missing.
+        save_steps: save a checkpoint every so many steps (``save_strategy=steps``), so an interrupted run can resume;
+            default: the recipe's (the paper's every 500 steps; the stand-in recipes save none).
+        resume: continue an adapter whose folder has a checkpoint but no final adapter from its newest complete
+            checkpoint (ignored under ``overwrite``); a run that starts afresh removes the folder's old checkpoints.
 
     Returns:
         One :class:`AdapterRun` per selected adapter, in training order.
 
     Raises:
         AdapterTrainingError: naming the first adapter whose training failed or left no adapter files.
-        ValueError: a selected adapter has no recipe in ``recipe_dir``.
+        ValueError: a selected adapter has no recipe in ``recipe_dir``, or ``report_to`` cannot be used.
     """
+    if report_to is not None:
+        check_report_to(report_to)
     recipe_dir = Path(recipe_dir).resolve()
     recipes = find_recipes(recipe_dir)
     adapters = select_adapters(only)
@@ -184,12 +256,30 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
             runs.append(AdapterRun(adapter, str(recipes[adapter]), str(out), "skipped"))
             continue
         overrides = _overrides(recipes[adapter], out, model, dataset_dir, max_steps, overwrite, extra)
+        if report_to is not None:
+            overrides["report_to"] = report_to
+        if save_steps is not None:
+            overrides.update(save_strategy="steps", save_steps=int(save_steps))
+        checkpoint = last_checkpoint(out) if resume and not overwrite else None
+        if checkpoint is not None:
+            overrides["resume_from_checkpoint"] = checkpoint
+        else:  # a fresh start: old checkpoints would be taken for this run's by a later resume
+            for old in sorted(p for p in out.glob("checkpoint-*") if _CHECKPOINT.match(p.name) and p.is_dir()):
+                logger.info("%s: starting afresh, removing the old %s", adapter, old)
+                shutil.rmtree(old)
         command = build_command(recipes[adapter], overrides, cli)
         out.mkdir(parents=True, exist_ok=True)
         log_path = out / LOG_NAME
-        logger.info("%s: training with %s (log: %s)", adapter, recipes[adapter].name, log_path)
+        if checkpoint is not None:
+            newer = [p.name for p in out.glob("checkpoint-*") if _CHECKPOINT.match(p.name)
+                     and int(p.name.split("-")[1]) > int(checkpoint.name.split("-")[1])]
+            passed = f", passing over the incomplete {', '.join(sorted(newer))}" if newer else ""
+            logger.info("%s: resuming from %s%s (log: %s)", adapter, checkpoint, passed, log_path)
+        else:
+            logger.info("%s: training with %s (log: %s)", adapter, recipes[adapter].name, log_path)
         start = time.perf_counter()
-        code, tail = _run(command, workdir, log_path, stream)
+        # a resumed run appends, so the log keeps the interrupted run's output before the new command line
+        code, tail = _run(command, workdir, log_path, echo, append=checkpoint is not None)
         seconds = time.perf_counter() - start
         if code != 0:
             raise AdapterTrainingError(f"adapter {adapter}: llamafactory-cli train {recipes[adapter]} exited with "
@@ -199,7 +289,7 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
                                        f"{' / '.join(ADAPTER_FILES)}; log {log_path}")
         plot = out / PLOT_NAME
         run = AdapterRun(adapter, str(recipes[adapter]), str(out), "trained", round(seconds, 1), command,
-                         str(plot) if plot.is_file() else None)
+                         str(plot) if plot.is_file() else None, str(checkpoint) if checkpoint else None)
         (out / PROVENANCE_NAME).write_text(json.dumps({**asdict(run), "workdir": str(workdir),
                                                        "overrides": overrides}, indent=2, default=str) + "\n",
                                                encoding="utf-8")

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripts import load_script
 from conftest_standin import extracted_copy, records_by_task, sharegpt_row, standin_dir, write_dataset
+from scripts import load_script
 
 from mevlip.recipes import STANDIN_ADAPTER_DEPARTURES
 from mevlip.train import LOG_NAME, PROVENANCE_NAME, AdapterTrainingError, find_recipes, train_adapters
@@ -195,3 +195,114 @@ def test_gpu_check_dry_run(tmp_path):
     assert len(report["training"]["losses"]) == 1 and 0 < report["training"]["losses"][0] < 20
     assert report["inference_before_training"]["new_tokens"] == report["inference_after_training"]["new_tokens"] == 2
     assert report["inference_before_training"]["prompt_tokens"] > 256
+
+
+def _script_command(adapters: Path, model_dir: Path, dataset_dir: Path, *more: str) -> list[str]:
+    return [sys.executable, str(REPO / "llama_factory_internvl" / "scripts" / "train_adapters.py"),
+            "--recipe_dir", str(RECIPES), "--adapters_dir", str(adapters), "--model", str(model_dir),
+            "--dataset_dir", str(dataset_dir), "--only", "general", *more]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_its_last_checkpoint_and_shows_progress(tmp_path, model_dir, dataset_dir):
+    """Kill train_adapters.py (and LLaMA-Factory under it) once a checkpoint is saved, rerun the same command: it
+    continues from the newest checkpoint, runs only the remaining steps, and both runs print LLaMA-Factory's own
+    progress bar and loss lines on the console."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from mevlip.train import last_checkpoint
+
+    steps = 6
+    adapters = tmp_path / "adapters"
+    command = _script_command(adapters, model_dir, dataset_dir, "--max_steps", str(steps), "--save_steps", "1")
+    first_out = tmp_path / "first.txt"
+    with open(first_out, "wb") as out:
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while last_checkpoint(adapters / "general") is None:
+            assert proc.poll() is None, f"training ended before a checkpoint: {first_out.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = int(last_checkpoint(adapters / "general").name.split("-")[1])
+    assert killed_at < steps and not (adapters / "general" / "adapter_model.safetensors").exists(), "not mid-run"
+    first = first_out.read_bytes().decode(errors="replace")  # bytes: keep tqdm's carriage returns
+    assert f"\r  0%|          | 0/{steps} [" in first, "no live progress bar on the console"
+
+    resumed = subprocess.run(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    console = resumed.stdout.decode(errors="replace")
+    assert resumed.returncode == 0, console[-3000:]
+    assert f"(resumed from checkpoint-{killed_at})" in console
+    provenance = json.loads((adapters / "general" / PROVENANCE_NAME).read_text())
+    assert provenance["resumed_from"] == str(adapters / "general" / f"checkpoint-{killed_at}")
+    start = killed_at
+    # LLaMA-Factory's own output, live: its progress bar and one loss line per remaining step (logging_steps=1)
+    assert "\r" in console and f"/{steps} [" in console
+    losses = [line for line in console.splitlines() if "'loss': " in line]
+    assert len(losses) == steps - start, (start, losses)
+    state = json.loads((adapters / "general" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
+    assert [h["step"] for h in state["log_history"] if "loss" in h] == list(range(1, steps + 1))
+    log = (adapters / "general" / LOG_NAME).read_bytes().decode(errors="replace")
+    runs = [part for part in log.split("$ ") if part.strip()]
+    assert len(runs) == 2 and "resume_from_checkpoint=" in runs[1].splitlines()[0], "the log keeps both runs"
+
+
+def test_report_to_save_steps_and_resume_reach_llamafactory(tmp_path, model_dir, monkeypatch):
+    import mevlip.train as train
+
+    echo = [sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
+
+    def argv(folder: Path) -> list[str]:
+        return json.loads((folder / "regression" / LOG_NAME).read_text().splitlines()[-1])
+
+    with pytest.raises(AdapterTrainingError):  # echo writes no adapter
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["regression"], report_to="none", save_steps=5,
+                       cli=echo)
+    assert argv(tmp_path)[-3:] == ["report_to=none", "save_strategy=steps", "save_steps=5"]
+    # a complete checkpoint-7 and an interrupted checkpoint-9 (no trainer_state.json): resume from 7
+    for step, state in ((3, "{}"), (7, "{}"), (9, None)):
+        (tmp_path / "regression" / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / "regression" / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    with pytest.raises(AdapterTrainingError):
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["regression"], cli=echo)
+    assert argv(tmp_path)[-1] == f"resume_from_checkpoint={tmp_path / 'regression' / 'checkpoint-7'}"
+    with pytest.raises(AdapterTrainingError):  # afresh: no resume, the old checkpoints are gone
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["regression"], resume=False, cli=echo)
+    assert not any(a.startswith("resume_from_checkpoint=") for a in argv(tmp_path))
+    assert not list((tmp_path / "regression").glob("checkpoint-*"))
+    # a reporter whose package is missing is refused before anything runs, naming what to install
+    monkeypatch.setattr(train.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ValueError, match=r"report_to tensorboard needs the tensorboard package.*\.\[tensorboard\]"):
+        train_adapters(RECIPES, tmp_path / "tb", model=model_dir, only=["regression"], report_to="tensorboard",
+                       cli=echo)
+    assert not (tmp_path / "tb").exists()
+    with pytest.raises(ValueError, match="not one of none, tensorboard, wandb"):
+        train_adapters(RECIPES, tmp_path, model=model_dir, report_to="mlflow", cli=echo)
+
+
+def test_output_streams_to_the_console_as_it_comes(tmp_path, model_dir, capfd):
+    """A progress bar without newlines reaches the console and the log before the process ends."""
+    fake = ("import sys, time, pathlib\n"
+            "for i in range(3):\n"
+            "    sys.stderr.write(f'\\r{i + 1}/3 [bar]'); sys.stderr.flush(); time.sleep(0.2)\n"
+            "log = pathlib.Path(sys.argv[3].split('=', 1)[1]) / 'mevlip_train.log'\n"
+            "print('\\nlog while running:', '2/3 [bar]' in log.read_text())\n"
+            "sys.exit(5)\n")
+    with pytest.raises(AdapterTrainingError) as err:
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["counting"], cli=[sys.executable, "-c", fake])
+    console = capfd.readouterr().out
+    assert "\r1/3 [bar]\r2/3 [bar]\r3/3 [bar]" in console and "log while running: True" in console
+    assert "3/3 [bar]" in str(err.value) and "1/3 [bar]" not in str(err.value), "the tail shows the last redraw"
+    with pytest.raises(AdapterTrainingError):
+        train_adapters(RECIPES, tmp_path / "q", model=model_dir, only=["counting"], echo=False,
+                       cli=[sys.executable, "-c", fake])
+    assert "[bar]" not in capfd.readouterr().out
+    assert "\r3/3 [bar]" in (tmp_path / "q" / "counting" / LOG_NAME).read_bytes().decode()

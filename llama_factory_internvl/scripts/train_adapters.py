@@ -6,8 +6,12 @@ Run from ``llama_factory_internvl/`` (where the recipes' relative paths point)::
     python scripts/train_adapters.py --recipe_dir examples/standin --adapters_dir saves/standin/adapters \\
         --max_steps 2 --only general,counting
 
-Adapters already trained (``adapter_config.json`` + ``adapter_model.safetensors`` present) are skipped unless
-``--overwrite``. The library code is :mod:`mevlip.train`.
+LLaMA-Factory's progress bar and loss lines show on the console as it trains, and go to each adapter's
+``mevlip_train.log``. Adapters already trained (``adapter_config.json`` + ``adapter_model.safetensors`` present) are
+skipped unless ``--overwrite``. An interrupted run resumes when rerun with the same command: each adapter folder with
+a ``checkpoint-<step>/`` but no final adapter continues from its newest complete checkpoint (the paper recipes save
+every 500 steps; ``--save_steps N`` saves more often, and makes the stand-in recipes, which save none, resumable).
+The library code is :mod:`mevlip.train`.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from mevlip.recipes import ADAPTERS
-from mevlip.train import AdapterTrainingError, train_adapters
+from mevlip.train import REPORTERS, AdapterTrainingError, train_adapters
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -43,19 +48,32 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. deepspeed=examples/deepspeed/ds_z2_config.json)")
     parser.add_argument("--workdir", help="folder the recipes' relative paths are relative to "
                                           "(default: the one holding examples/)")
-    parser.add_argument("--stream", action="store_true", help="also print LLaMA-Factory's output")
+    parser.add_argument("--report_to", choices=list(REPORTERS),
+                        help="override the recipes' report_to: tensorboard writes event files under <adapter>/runs/ "
+                             "(pip install '.[tensorboard]'), wandb needs wandb and its login (default: the recipe's, "
+                             "none)")
+    parser.add_argument("--save_steps", type=int, help="save a checkpoint every N steps (save_strategy=steps), so "
+                                                       "that an interrupted run can resume (default: the recipe's)")
+    parser.add_argument("--no_resume", action="store_true",
+                        help="start an interrupted adapter afresh (its checkpoints are removed) instead of continuing "
+                             "from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true",
+                        help="do not print LLaMA-Factory's output (progress bar, loss) on the console; "
+                             "it still goes to <adapter>/mevlip_train.log")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
     try:
         runs = train_adapters(args.recipe_dir, args.adapters_dir, model=args.model, dataset_dir=args.dataset_dir,
                               max_steps=args.max_steps, only=only, overwrite=args.overwrite,
-                              extra=dict(args.extra), workdir=args.workdir, stream=args.stream)
+                              extra=dict(args.extra), workdir=args.workdir, echo=not args.quiet,
+                              report_to=args.report_to, save_steps=args.save_steps, resume=not args.no_resume)
     except (AdapterTrainingError, ValueError, FileNotFoundError) as err:
         logging.error("%s", err)
         return 1
     for run in runs:
-        print(f"{run.adapter:28s} {run.status:8s} {run.seconds:8.1f} s  {run.output_dir}")
+        resumed = f"  (resumed from {Path(run.resumed_from).name})" if run.resumed_from else ""
+        print(f"{run.adapter:28s} {run.status:8s} {run.seconds:8.1f} s  {run.output_dir}{resumed}")
     return 0
 
 
