@@ -16,8 +16,11 @@ Speed: extraction is cached per distinct text and the score per distinct pair (r
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
+
+import numpy as np
 
 # entity type -> (terms, base severity, weight)
 ENTITIES: dict[str, tuple[tuple[str, ...], float, float]] = {
@@ -245,6 +248,32 @@ def green_rule_components(generated: str, reference: str) -> tuple[float, ...]:
         return (0.0,) * (len(COMPONENTS) + 1)
     overall = sum(w * p for w, p in zip(WEIGHTS.values(), parts, strict=True))
     return (overall, *parts)
+
+
+@lru_cache(maxsize=65536)
+def severity_correlation(generated: str, reference: str) -> float:
+    """Q25's per-pair ``severity_correlation`` (reported as ``green_severity_correlation``, not in the overall).
+
+    Each reference mention of a type both texts have is paired with the first prediction mention of the identical
+    term; the Pearson correlation of the paired severities, mapped to [0, 1] as (r + 1) / 2; 0 with no pair, 0.5
+    when the correlation is undefined (one pair, or constant severities); 0 if scoring raises (Q25).
+    """
+    try:
+        gen_e, ref_e = _extract(generated)[0], _extract(reference)[0]
+        ref_sev, gen_sev = [], []
+        for etype in set(gen_e) & set(ref_e):
+            for mention in ref_e[etype]:
+                match = next((g for g in gen_e[etype] if g[0] == mention[0]), None)
+                if match is not None:
+                    ref_sev.append(mention[2])
+                    gen_sev.append(match[2])
+        if not ref_sev:
+            return 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = float(np.corrcoef(ref_sev, gen_sev)[0, 1]) if len(ref_sev) > 1 else math.nan
+        return (r + 1) / 2 if not math.isnan(r) else 0.5
+    except Exception:  # noqa: BLE001 - Q25 scores a failing pair 0
+        return 0.0
 
 
 def green_rule(generated: str, reference: str) -> float:

@@ -41,9 +41,9 @@ from functools import lru_cache
 
 from mevlip import answers
 from mevlip.metrics import flare25_parsing as q25
-from mevlip.metrics.green_rule import green_rule_components
+from mevlip.metrics.green_rule import green_rule_components, severity_correlation
 from mevlip.metrics.matching import INSTANCE_THRESHOLDS, match_boxes, match_instances
-from mevlip.metrics.text_metrics import bleu_counts, rouge_l
+from mevlip.metrics.text_metrics import bleu_counts, clinical_efficacy_pair, flare25_bleu_stats, rouge_l
 
 PROFILES: tuple[str, ...] = ("flare25", "strict")
 #: The differences of ``strict`` from ``flare25``, one line each (written into every report).
@@ -103,7 +103,11 @@ def _report_values(pred_text: str, ref_text: str, empty_is_zero: bool) -> dict:
     if empty_is_zero and not pred_text.strip():
         comps = (0.0,) * len(comps)
     return {"green_flare25_rule": comps[0], "components": comps[1:], "bleu": bleu_counts(pred_text, ref_text),
-            "rougeL": 0.0 if empty_is_zero and not pred_text.strip() else rouge_l(pred_text, ref_text)}
+            "rougeL": 0.0 if empty_is_zero and not pred_text.strip() else rouge_l(pred_text, ref_text),
+            # the organisers' own secondary figures, computed their way under both profiles
+            "severity_correlation": severity_correlation(pred_text, ref_text),
+            "bleu_flare25": flare25_bleu_stats(pred_text, ref_text),
+            "clinical_efficacy": clinical_efficacy_pair(pred_text, ref_text)}
 
 
 # ----------------------------------------------------------------------------------------------- flare25

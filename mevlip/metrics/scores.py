@@ -23,7 +23,12 @@ import numpy as np
 
 from mevlip.metrics.green_rule import COMPONENTS
 from mevlip.metrics.matching import INSTANCE_THRESHOLDS
-from mevlip.metrics.text_metrics import BLEU_COLUMNS, corpus_bleu_from_counts
+from mevlip.metrics.text_metrics import (
+    BLEU_COLUMNS,
+    FLARE25_BLEU_COLUMNS,
+    corpus_bleu_from_counts,
+    flare25_bleu_from_stats,
+)
 
 #: Primary metric of each canonical task.
 PRIMARY: dict[str, str] = {
@@ -33,7 +38,8 @@ PRIMARY: dict[str, str] = {
 #: Direction of every metric name reported (error metrics are the only lower-is-better ones).
 HIGHER_IS_BETTER: dict[str, bool] = {name: True for name in (
     "balanced_accuracy", "accuracy", "f1_weighted", "f1", "precision", "recall", "average_f1", "green_flare25_rule",
-    "green_llm", "bleu4", "rougeL", *(f"f1@{t}" for t in INSTANCE_THRESHOLDS), *(f"rule_{c}" for c in COMPONENTS))}
+    "green_llm", "bleu4_nltk", "rougeL", "bleu_score", "clinical_efficacy", "green_severity_correlation",
+    *(f"f1@{t}" for t in INSTANCE_THRESHOLDS), *(f"rule_{c}" for c in COMPONENTS))}
 HIGHER_IS_BETTER.update({"mae": False, "rmse": False})
 
 
@@ -65,6 +71,9 @@ def build_columns(task: str, rows: list[dict]) -> dict[str, np.ndarray]:
         cols["components"] = np.array([r["components"] for r in rows], np.float64).reshape(n, len(COMPONENTS))
         cols["bleu"] = np.array([r["bleu"] for r in rows], np.float64).reshape(n, BLEU_COLUMNS)
         cols["rougeL"] = np.fromiter((r["rougeL"] for r in rows), np.float64, n)
+        cols["bleu_flare25"] = np.array([r["bleu_flare25"] for r in rows], np.float64).reshape(n, FLARE25_BLEU_COLUMNS)
+        cols["clinical_efficacy"] = np.fromiter((r["clinical_efficacy"] for r in rows), np.float64, n)
+        cols["severity_correlation"] = np.fromiter((r["severity_correlation"] for r in rows), np.float64, n)
         cols["green_llm"] = np.fromiter((r.get("green_llm", np.nan) for r in rows), np.float64, n)
     return cols
 
@@ -189,8 +198,12 @@ def aggregate(task: str, cols: dict[str, np.ndarray], W: np.ndarray, profile: st
         if not primary_only:
             for i, name in enumerate(COMPONENTS):
                 out[f"rule_{name}"] = masked_mean(W, np.where(scored, cols["components"][:, i], np.nan))
+            out["green_severity_correlation"] = masked_mean(W, np.where(scored, cols["severity_correlation"], np.nan))
+            # the organisers' BLEU (macro-averaged precisions) and clinical efficacy, their names
+            out["bleu_score"] = flare25_bleu_from_stats(W @ np.where(scored[:, None], cols["bleu_flare25"], 0.0))
+            out["clinical_efficacy"] = masked_mean(W, np.where(scored, cols["clinical_efficacy"], np.nan))
             bleu_rows = np.where(scored[:, None], cols["bleu"], 0.0)
-            out["bleu4"] = corpus_bleu_from_counts(W @ bleu_rows)
+            out["bleu4_nltk"] = corpus_bleu_from_counts(W @ bleu_rows)  # nltk's corpus BLEU, not the organisers'
             out["rougeL"] = masked_mean(W, np.where(scored, cols["rougeL"], np.nan))
             if not np.isnan(cols["green_llm"]).all():
                 out["green_llm"] = masked_mean(W, np.where(scored, cols["green_llm"], np.nan))
