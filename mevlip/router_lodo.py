@@ -57,15 +57,12 @@ def summarize_lodo(folds: list[dict]) -> dict:
             "seconds": round(sum(f["seconds"] for f in folds), 1), "folds": folds}
 
 
-def leave_one_dataset_out(cfg: RouterTrainConfig, folds: list[Fold], labels: list[str], threshold: float,
-                          progress: bool = True) -> dict:
-    """Run every fold (same settings as the router itself) and summarise (:func:`summarize_lodo`)."""
+def leave_one_dataset_out(cfg: RouterTrainConfig, folds: list[Fold], labels: list[str], threshold: float) -> dict:
+    """Run every fold (same settings as the router itself), logging each, and summarise (:func:`summarize_lodo`)."""
     results = []
     for i, fold in enumerate(folds):
         result = run_fold(cfg, fold, labels, threshold)
         results.append(result)
-        if progress:
-            logger.info("leave-one-dataset-out %d/%d %s: %d/%d (%.1f%%), %s, %.0f s", i + 1, len(folds),
-                        fold.dataset, result["correct"], result["n"], 100 * (result["accuracy"] or 0),
-                        fold.held_out, result["seconds"])
+        logger.info("leave-one-dataset-out %d/%d %s: %d/%d (%.1f%%), %s, %.0f s", i + 1, len(folds), fold.dataset,
+                    result["correct"], result["n"], 100 * (result["accuracy"] or 0), fold.held_out, result["seconds"])
     return summarize_lodo(results)

@@ -182,7 +182,7 @@ def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]
             raise RouterDataError(f"--lodo_datasets {unknown}: not datasets of {args.flare_root}")
         folds = [f for f in folds if f.dataset in args.lodo_datasets]
     logger.info("leave-one-dataset-out: %d folds", len(folds))
-    summary = leave_one_dataset_out(cfg, folds, labels, args.threshold, progress=not args.no_progress)
+    summary = leave_one_dataset_out(cfg, folds, labels, args.threshold)
     return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router_train."
             "question_stem: the wording without its options, numbers or case)"}
 
@@ -217,7 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise RouterDataError(f"held-out labels {unknown} are not in the training label set {labels}")
     logger.info("preset %s: encoder %s, label model %s, %s", preset, cfg.encoder, cfg.label_model, cfg.architecture)
-    gone = departures(cfg)
+    names = {cfg.encoder: source_name(cfg.encoder), cfg.label_model: source_name(cfg.label_model)}
+    # departures name the models as the saved router records them (no local paths)
+    gone = departures(dataclasses.replace(cfg, encoder=names[cfg.encoder], label_model=names[cfg.label_model]))
     for line in gone:
         logger.info("departure from the paper: %s", line)
     logger.info("settings the paper does not state: %s", ", ".join(unstated(cfg)))
@@ -225,7 +227,6 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("test  %s", describe(test) if test else "none")
 
     model, tokenizer, label_tokenizer, info = train_router(cfg, train, labels, progress=not args.no_progress)
-    names = {cfg.encoder: source_name(cfg.encoder), cfg.label_model: source_name(cfg.label_model)}
     report = {"preset": preset, "encoder": names[cfg.encoder], "label_model": names[cfg.label_model],
               "architecture": cfg.architecture, "train_rows": len(train), "test_rows": len(test),
               "training_seconds": info["seconds"], "steps": info["steps"], "training": info,
