@@ -5,6 +5,13 @@
 
 Model locations default to the paper's base model and to environment variables the container sets
 (``MEVLIP_BASE_MODEL``, ``MEVLIP_ADAPTERS_DIR``, ``MEVLIP_ROUTER_DIR``). See ``mevlip/inference.py`` for the flow.
+
+Several processes, under an existing launcher (gloo on CPU, nccl on GPU, each rank on ``cuda:<LOCAL_RANK>``)::
+
+    torchrun --nproc_per_node 4 inference.py --base_dataset_path <data> --output_dir <out> --device cuda
+
+Each rank answers the records ``index % world_size == rank`` into ``<out>/.ranks/rank-<r>/`` (its own journal and
+lock, so each resumes on its own); after all have finished, rank 0 writes the one merged ``<out>/predictions.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,23 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mevlip.flare import add_zip_limit_args, zip_limits_from_args
-from mevlip.inference import ROUTINGS, Journal, ResumeError, plan, route_items, run, run_fingerprint, write_outputs
+from mevlip.inference import (
+    ROUTINGS,
+    Journal,
+    OutputLock,
+    ResumeError,
+    barrier,
+    close_ranks,
+    gather,
+    init_ranks,
+    merge_shards,
+    plan,
+    rank_output,
+    route_items,
+    run,
+    run_fingerprint,
+    write_outputs,
+)
 from mevlip.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 logger = logging.getLogger("inference")
@@ -72,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the preset's tiling; only if the recipes did")
     p.add_argument("--system", default=None,
                    help="override the preset's system prompt; must equal the recipes' default_system")
-    p.add_argument("--num_shards", type=int, default=1, help="split the work over N processes / GPUs / nodes")
-    p.add_argument("--shard_index", type=int, default=0)
+    p.add_argument("--num_shards", type=int, default=1,
+                   help="split the work over N runs launched by hand (merge with merge_predictions.py); under "
+                        "torchrun the ranks split it themselves")
+    p.add_argument("--shard_index", type=int, default=0, help="which of the --num_shards parts this run answers")
     p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
     p.add_argument("--no_progress", action="store_true")
     add_zip_limit_args(p)
@@ -102,6 +127,26 @@ def check_adapters(args):
     return layout
 
 
+def make_generate(args):
+    """The generation step, the one interface a serving engine would implement.
+
+    Returns:
+        ``(generate, adapters)``: ``generate(batch of (question, image paths), adapter) -> raw answers`` and the
+        adapter names it can switch to. Only the transformers + peft engine (:class:`mevlip.vlm.VLM`) exists: an
+        engine is added when it can be tested on the hardware it needs.
+    """
+    from mevlip.vlm import VLM, VLMConfig
+
+    vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.preset,
+                        args.system, args.crop_to_patches))
+
+    def generate(batch, adapter):
+        vlm.use(adapter)
+        return vlm.generate(batch, args.max_new_tokens)
+
+    return generate, vlm.adapters
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run inference; returns the summary that is also written to ``<output stem>.summary.json``."""
     args = build_parser().parse_args(argv)
@@ -112,12 +157,30 @@ def main(argv: list[str] | None = None) -> dict:
     multi_image = args.multi_image or preset.inference_images
     if args.routing == "router" and not args.router_dir:
         raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
+    ranks = init_ranks(args.device)
+    final = Path(args.output_dir) / args.output_filename
+    folder_lock = None
+    if ranks.distributed:
+        if args.num_shards != 1:
+            raise SystemExit("inference.py: under torchrun the ranks are the shards; drop --num_shards/--shard_index")
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{ranks.local_rank}"
+        shard, output = (ranks.world_size, ranks.rank), rank_output(final, ranks.rank)
+        logger.info("rank %d of %d: answering records i %% %d == %d into %s", ranks.rank, ranks.world_size,
+                    ranks.world_size, ranks.rank, output.parent)
+    else:
+        shard, output = (args.num_shards, args.shard_index), final
     layout = check_adapters(args)
-    output = Path(args.output_dir) / args.output_filename
     start = time.perf_counter()
     try:  # a user error (no dataset, a folder in use, a journal of another configuration): one line, no traceback
+        if ranks.distributed and ranks.rank == 0:  # the merged output's folder; each rank locks its own below
+            folder_lock = OutputLock(final.parent)
+        if ranks.rank != 0:
+            barrier(ranks)  # rank 0 plans first and extracts the image zips once; the others then find them
         the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=Path(args.output_dir) / ".images",
                         limits=zip_limits_from_args(args))
+        if ranks.rank == 0:
+            barrier(ranks)
         if not the_plan.items:
             raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
         journal = Journal(output.with_name(output.stem + ".journal.jsonl"), run_fingerprint(the_plan, vars(args)),
@@ -137,37 +200,40 @@ def main(argv: list[str] | None = None) -> dict:
             router.threshold = args.threshold
         logger.info("router %s: questions whose top %s score is below %.2f, and empty ones, go to the general adapter",
                     args.router_dir, router.scoring_name, router.threshold)
-    pending = [i for i in the_plan.items if i.index % args.num_shards == args.shard_index
-               and i.index not in journal.done]
+    pending = [i for i in the_plan.items if i.index % shard[0] == shard[1] and i.index not in journal.done]
     routes = route_items(pending, args.routing, router)
     loaded: list[str] = []
     stats = {"records": 0, "resumed": len(journal.done), "answered": 0, "errors": 0, "seconds": 0.0}
     if pending:
-        from mevlip.vlm import VLM, VLMConfig
-
-        vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.preset,
-                            args.system, args.crop_to_patches))
-        loaded = vlm.adapters
-
-        def generate(batch, adapter):
-            vlm.use(adapter)
-            return vlm.generate(batch, args.max_new_tokens)
-
-        stats = run(the_plan, generate, routes, journal, loaded, args.batch_size,
-                    (args.num_shards, args.shard_index), progress=not args.no_progress,
-                    postprocessing=preset.postprocess)
+        generate, loaded = make_generate(args)
+        stats = run(the_plan, generate, routes, journal, loaded, args.batch_size, shard,
+                    progress=not args.no_progress, postprocessing=preset.postprocess)
     journal.close()
-    written = write_outputs(the_plan, journal.done, output, (args.num_shards, args.shard_index))
+    written = write_outputs(the_plan, journal.done, output, shard)
+    if ranks.distributed:
+        # every rank's shard is on disk before rank 0 merges them; the counters travel with the gather
+        all_stats = gather(ranks, {**stats, "adapters_loaded": loaded})
+        if ranks.rank == 0:
+            written = merge_shards(the_plan, [rank_output(final, r) for r in range(ranks.world_size)], final)
+            stats = {k: sum(s[k] for s in all_stats) for k in ("answered", "resumed")}
+            stats["seconds"] = max(s["seconds"] for s in all_stats)
+            loaded = sorted({a for s in all_stats for a in s["adapters_loaded"]})
+            output = final
+        close_ranks(ranks)
     wall = time.perf_counter() - start
     summary = {"output": str(output), "preset": args.preset, "routing": args.routing, "base_model": args.base_model,
                "adapters_dir": args.adapters_dir, "adapters_loaded": loaded,
                "adapter_folders": {n: str(f) for n, f in layout.folders.items()} if layout else {},
                "router_dir": args.router_dir, "router_scoring": args.router_scoring if router else None,
-               "shard": [args.num_shards, args.shard_index], **written, "answered_now": stats["answered"],
+               "shard": list(shard), "world_size": ranks.world_size, **written, "answered_now": stats["answered"],
                "resumed": stats["resumed"], "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
                "records_per_second": round(stats["answered"] / stats["seconds"], 3) if stats["seconds"] else None,
                "file_errors": the_plan.file_errors}
+    if ranks.distributed and ranks.rank == 0:
+        summary["shard"] = None  # the merged output holds every record
     output.with_name(output.stem + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if folder_lock is not None:
+        folder_lock.release()
     logger.info("wrote %s: %d records (%d answered now, %d resumed, %d errors) in %.1f s; per adapter: %s",
                 output, written["records"], stats["answered"], stats["resumed"], written["errors"], wall,
                 written["per_adapter"])

@@ -5,6 +5,7 @@
 
 Each shard was run with ``inference.py --num_shards N --shard_index i``; its ``.details.jsonl`` sidecar holds
 every record's global index, so the merge restores discovery order and fails if a record is missing or doubled.
+Under ``torchrun`` (see ``inference.py``) rank 0 does this merge itself; this script is for shards run by hand.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--base_dataset_path", required=True, help="the same dataset root the shards answered")
     p.add_argument("--inputs", nargs="+", required=True, help="the shards' predictions.json files")
     p.add_argument("--output", required=True, help="merged predictions.json")
-    p.add_argument("--splits", nargs="*", default=None)
-    p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES)
+    p.add_argument("--splits", nargs="*", default=None, help="the --splits the shards were run with (default: all)")
+    p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
+                   help="the --multi_image the shards were run with")
     args = p.parse_args(argv)
     summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs, Path(args.output))
     print(json.dumps(summary, indent=2))

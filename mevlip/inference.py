@@ -537,6 +537,79 @@ def _atomic_write(path: Path, render: Callable[[bool], str]) -> None:
     os.replace(tmp, path)
 
 
+# ----------------------------------------------------------------------------------------------- torchrun
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a ``torchrun`` launch; ``world_size`` 1 is a plain, single-process run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        """Launched by torchrun with more than one process."""
+        return self.world_size > 1
+
+
+#: How long a rank waits for the others at a barrier: they finish their shards at different times, and the
+#: default (30 min) is shorter than an 8B run's shard.
+DIST_TIMEOUT_S = 24 * 3600
+
+
+def init_ranks(device: str) -> Ranks:
+    """Join torch.distributed when ``torchrun`` started this process (``WORLD_SIZE`` > 1), else a world of one.
+
+    The backend is gloo for a CPU run and nccl on CUDA (each rank on ``cuda:<LOCAL_RANK>``).
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend, timeout=timedelta(seconds=DIST_TIMEOUT_S))
+    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def barrier(ranks: Ranks) -> None:
+    """Wait for every rank (nothing to wait for in a single-process run)."""
+    if ranks.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def gather(ranks: Ranks, value: object) -> list[object]:
+    """Every rank's ``value``, in rank order (``[value]`` in a single-process run)."""
+    if not ranks.distributed:
+        return [value]
+    import torch.distributed as dist
+
+    values: list[object] = [None] * ranks.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def close_ranks(ranks: Ranks) -> None:
+    """Leave the process group."""
+    if ranks.distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def rank_output(output: Path, rank: int) -> Path:
+    """Where one torchrun rank writes its shard (its own journal and lock): ``<dir>/.ranks/rank-<r>/<name>``."""
+    return output.parent / ".ranks" / f"rank-{rank}" / output.name
+
+
 def merge_shards(the_plan: Plan, shard_outputs: Sequence[str | os.PathLike], output: Path) -> dict:
     """Join shard runs (their ``.details.jsonl`` sidecars) into one ``predictions.json``, checked for completeness.
 
