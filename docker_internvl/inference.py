@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchrun the ranks split it themselves")
     p.add_argument("--shard_index", type=int, default=0, help="which of the --num_shards parts this run answers")
     p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
     add_zip_limit_args(p)
     return p
 
