@@ -354,7 +354,7 @@ def test_augmentation_rewrites_format_order_and_case_never_the_content():
         head, labels, _ = split_options(out)
         assert head.lower().removeprefix("question: ") == "is there any dental caries?"
         assert sorted(x.lower() for x in labels) == ["no", "yes"]
-    assert any(split_options(o)[1][0].lower() == "yes" for o in seen)  # order shuffled
+    assert any(s is not None and s[1][0].lower() == "yes" for s in map(split_options, seen))  # order shuffled
     assert any(o.islower() for o in seen) and any("\n" in o for o in seen) and any("(A)" in o for o in seen)
     plain = {augment_question("How many cells are in this image?", rng).lower() for _ in range(50)}
     assert plain == {"how many cells are in this image?", "question: how many cells are in this image?"}
