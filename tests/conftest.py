@@ -28,3 +28,13 @@ def standin_dir(tmp_path_factory, mini_flare_tiny):
     from mevlip.standin import build_standin
 
     return build_standin(tmp_path_factory.mktemp("standin"), data=mini_flare_tiny, seed=0)
+
+
+@pytest.fixture
+def flare(tmp_path, mini_flare_tiny):
+    """A writable copy of the tiny mini-FLARE (zips get extracted and files damaged in it by the tests)."""
+    import shutil
+
+    root = tmp_path / "original_dataset"
+    shutil.copytree(mini_flare_tiny, root)
+    return root

@@ -43,14 +43,6 @@ BUSI_TRAIN = Path("training/Ultrasound/BUSI")
 BUSI_VAL = Path("validation-public/Ultrasound/BUSI")
 
 
-@pytest.fixture
-def flare(tmp_path, mini_flare_tiny) -> Path:
-    """A writable copy of the tiny mini-FLARE."""
-    root = tmp_path / "original_dataset"
-    shutil.copytree(mini_flare_tiny, root)
-    return root
-
-
 def prep(root: Path, out: Path, *args: str) -> dict:
     """data_preparation.py in-process, serial."""
     argv = ["--dataset_root", str(root), "--output_dir", str(out), "--no-progress", "--log_level", "ERROR",

@@ -6,7 +6,6 @@ import importlib.util
 import io
 import json
 import os
-import shutil
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -40,14 +39,6 @@ def _script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def flare(tmp_path, mini_flare_tiny) -> Path:
-    """A writable copy of the tiny mini-FLARE (zips get extracted and images corrupted in it)."""
-    root = tmp_path / "original_dataset"
-    shutil.copytree(mini_flare_tiny, root)
-    return root
 
 
 def run(root: Path, out: Path, *args: str) -> dict:
