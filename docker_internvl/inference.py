@@ -12,6 +12,12 @@ Several processes, under an existing launcher (gloo on CPU, nccl on GPU, each ra
 
 Each rank answers the records ``index % world_size == rank`` into ``<out>/.ranks/rank-<r>/`` (its own journal and
 lock, so each resumes on its own); after all have finished, rank 0 writes the one merged ``<out>/predictions.json``.
+
+Shards launched by hand (``--num_shards N --shard_index i``, one folder or several) each write
+``predictions.shard-<i>-of-<N>.json`` with its own journal and lock; ``merge_predictions.py`` joins them.
+
+A rerun into the same output resumes its journal only when the inputs and every setting that changes an answer
+are the same (see ``--overwrite``); a second run of the same output while the first is alive is refused.
 """
 
 from __future__ import annotations
@@ -39,12 +45,14 @@ from mevlip.inference import (
     close_ranks,
     gather,
     init_ranks,
+    journal_path,
     merge_shards,
     plan,
     rank_output,
     route_items,
     run,
     run_fingerprint,
+    shard_output,
     write_outputs,
 )
 from mevlip.presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -96,10 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None,
                    help="override the preset's system prompt; must equal the recipes' default_system")
     p.add_argument("--num_shards", type=int, default=1,
-                   help="split the work over N runs launched by hand (merge with merge_predictions.py); under "
-                        "torchrun the ranks split it themselves")
+                   help="split the work over N runs launched by hand: shard i writes <stem>.shard-<i>-of-<N>.json "
+                        "(own journal and lock, so shards may share --output_dir); merge with merge_predictions.py. "
+                        "Under torchrun the ranks split it themselves")
     p.add_argument("--shard_index", type=int, default=0, help="which of the --num_shards parts this run answers")
-    p.add_argument("--overwrite", action="store_true", help="ignore a previous run's journal and start afresh")
+    p.add_argument("--overwrite", action="store_true",
+                   help="ignore a previous run's journal and start afresh. Without it a rerun resumes the journal "
+                        "only if the inputs and everything that changes an answer are unchanged (base model, preset, "
+                        "routing, threshold, router scoring, generation settings, and the base model's, adapters' "
+                        "and router's files: each file up to 256 MiB hashed whole, a larger one (a base-model "
+                        "shard) by its size and first and last 4 MiB, so an edit inside such a file that keeps its "
+                        "size is not seen: use --overwrite then); otherwise it stops naming what changed")
+    p.add_argument("--images_dir", default=None,
+                   help="where image zips are extracted when the input folder cannot be written (a read-only "
+                        "mount; default <output_dir>/.images)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
     add_zip_limit_args(p)
     return p
@@ -169,22 +187,23 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("rank %d of %d: answering records i %% %d == %d into %s", ranks.rank, ranks.world_size,
                     ranks.world_size, ranks.rank, output.parent)
     else:
-        shard, output = (args.num_shards, args.shard_index), final
+        shard = (args.num_shards, args.shard_index)
+        output = shard_output(final, *shard)
     layout = check_adapters(args)
     start = time.perf_counter()
     try:  # a user error (no dataset, a folder in use, a journal of another configuration): one line, no traceback
-        if ranks.distributed and ranks.rank == 0:  # the merged output's folder; each rank locks its own below
-            folder_lock = OutputLock(final.parent)
+        if ranks.distributed and ranks.rank == 0:  # the merged output; each rank locks its own journal below
+            folder_lock = OutputLock(journal_path(final))
         if ranks.rank != 0:
             barrier(ranks)  # rank 0 plans first and extracts the image zips once; the others then find them
-        the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=Path(args.output_dir) / ".images",
+        scratch = Path(args.images_dir) if args.images_dir else Path(args.output_dir) / ".images"
+        the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=scratch,
                         limits=zip_limits_from_args(args))
         if ranks.rank == 0:
             barrier(ranks)
         if not the_plan.items:
             raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
-        journal = Journal(output.with_name(output.stem + ".journal.jsonl"), run_fingerprint(the_plan, vars(args)),
-                          args.overwrite)
+        journal = Journal(journal_path(output), run_fingerprint(the_plan, vars(args)), args.overwrite)
     except (FileNotFoundError, ResumeError, ValueError) as err:
         raise SystemExit(f"inference.py: {err}") from err
     router = None
@@ -205,7 +224,13 @@ def main(argv: list[str] | None = None) -> dict:
     loaded: list[str] = []
     stats = {"records": 0, "resumed": len(journal.done), "answered": 0, "errors": 0, "seconds": 0.0}
     if pending:
-        generate, loaded = make_generate(args)
+        try:
+            generate, loaded = make_generate(args)
+        except (OSError, ValueError) as err:  # no such model folder, not a model, offline without a cached hub id
+            journal.close()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise SystemExit(f"inference.py: cannot load the model (--base_model {args.base_model}, --adapters_dir "
+                             f"{args.adapters_dir}): {first}") from None
         stats = run(the_plan, generate, routes, journal, loaded, args.batch_size, shard,
                     progress=not args.no_progress, postprocessing=preset.postprocess)
     journal.close()

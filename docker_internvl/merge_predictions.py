@@ -1,11 +1,14 @@
-"""Join sharded inference runs into one ``predictions.json``, checked for completeness.
+"""Join sharded inference runs into one ``predictions.json``, checked for completeness and for one configuration.
 
-    python merge_predictions.py --base_dataset_path <data> --inputs out0/predictions.json out1/predictions.json \\
-        --output predictions.json
+    python inference.py ... --output_dir out --num_shards 2 --shard_index 0   # and, at once or elsewhere, index 1
+    python merge_predictions.py --base_dataset_path <data> \\
+        --inputs out/predictions.shard-0-of-2.json out/predictions.shard-1-of-2.json --output out/predictions.json
 
-Each shard was run with ``inference.py --num_shards N --shard_index i``; its ``.details.jsonl`` sidecar holds
-every record's global index, so the merge restores discovery order and fails if a record is missing or doubled.
-Under ``torchrun`` (see ``inference.py``) rank 0 does this merge itself; this script is for shards run by hand.
+Shard ``i`` of ``N`` writes ``predictions.shard-<i>-of-<N>.json`` with its own journal and lock, so shards may
+share one ``--output_dir`` (or use one each: copy each shard's files whole, journal included). Its ``.details.jsonl``
+sidecar holds every record's global index, so the merge restores discovery order; it fails if a record is missing
+or doubled, or if the shards' journals show different configurations. Under ``torchrun`` (see ``inference.py``)
+rank 0 does this merge itself; this script is for shards run by hand.
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
                    help="the --multi_image the shards were run with")
     args = p.parse_args(argv)
-    summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs, Path(args.output))
+    try:  # a missing shard file, a record missing or doubled, shards of two configurations: one line
+        summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs,
+                               Path(args.output))
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"merge_predictions.py: {err}") from None
     print(json.dumps(summary, indent=2))
     return summary
 

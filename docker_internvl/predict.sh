@@ -4,7 +4,8 @@
 # image's working directory (/app) with the data mounted at /workspace/inputs (<Category>/<dataset>/
 # *_questions_test.json + imagesTs/) and collects /workspace/outputs/predictions.json; `docker run IMAGE` alone
 # runs the same (the image's CMD). Every path is an environment variable with the container's default, so the same
-# script runs outside it. Arguments, if any, are inference.py options (--...), passed on.
+# script runs outside it. Arguments, if any, are inference.py options (--...), passed on; with --num_shards N
+# --shard_index i it writes predictions.shard-<i>-of-<N>.json instead (merge_predictions.py joins the shards).
 set -eu
 
 INPUT_DIR="${INPUT_DIR:-/workspace/inputs}"
@@ -68,16 +69,20 @@ echo "predict.sh: $INPUT_DIR -> $OUTPUT_DIR/predictions.json; base $MEVLIP_BASE_
 
 # The test set may arrive as <Category>/<dataset>/ folders directly under INPUT_DIR (no split folder);
 # inference walks split folders, so expose such a layout as INPUT_DIR/testing through a link in a scratch folder.
-# Both that folder and the images inference extracts under OUTPUT_DIR/.images (read-only inputs) are removed on exit.
+# The images inference extracts when INPUT_DIR is read-only go to a folder of this run's own under OUTPUT_DIR
+# (--images_dir), so a second run into the same OUTPUT_DIR never deletes the images of the first. Both folders are
+# removed on exit, a failed or interrupted run included.
 DATA_ROOT="$INPUT_DIR"
 SCRATCH=""
-IMAGES_SCRATCH=""
-[ -e "$OUTPUT_DIR/.images" ] || IMAGES_SCRATCH="$OUTPUT_DIR/.images"
+IMAGES_DIR=""
 cleanup() {
     if [ -n "$SCRATCH" ]; then rm -rf "$SCRATCH"; fi
-    if [ -n "$IMAGES_SCRATCH" ]; then rm -rf "$IMAGES_SCRATCH"; fi
+    if [ -n "$IMAGES_DIR" ]; then rm -rf "$IMAGES_DIR"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+IMAGES_DIR="$(mktemp -d "$OUTPUT_DIR/.images.XXXXXX")"
 if [ ! -d "$INPUT_DIR/testing" ] && [ ! -d "$INPUT_DIR/validation-hidden" ] && [ ! -d "$INPUT_DIR/validation-public" ]; then
     SCRATCH="$(mktemp -d)"
     DATA_ROOT="$SCRATCH"
@@ -93,4 +98,5 @@ python "$HERE/inference.py" \
     --routing "$ROUTING" \
     --preset "$PRESET" \
     --device "$DEVICE" \
+    --images_dir "$IMAGES_DIR" \
     "$@"

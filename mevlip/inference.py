@@ -253,20 +253,22 @@ def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 
 class OutputLock:
-    """An exclusive lock on an output folder (``.inference.lock``), held by one run; the kernel drops it when the
-    holder exits, ``kill -9`` included, so a lock is never stale.
+    """An exclusive lock on one output (``.<name>.lock`` beside ``target``), held by one run; the kernel drops it
+    when the holder exits, ``kill -9`` included, so a lock is never stale.
+
+    The lock is per output file, not per folder: two shards writing their own shard files into one folder run side
+    by side, while a second run of the same output (the same shard, or the same unsharded run) is refused.
 
     Raises:
         ResumeError: another live run holds it (the message names its pid, host, start time and command).
     """
 
-    NAME = ".inference.lock"
-
-    def __init__(self, folder: Path):
+    def __init__(self, target: Path):
         import fcntl
 
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / self.NAME
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.path = target.with_name(f".{target.name}.lock")
         self._fh = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -274,7 +276,7 @@ class OutputLock:
             self._fh.seek(0)
             holder = self._fh.read().strip() or "unknown"
             self._fh.close()
-            raise ResumeError(f"{folder} is in use by another inference run ({holder}); wait for it to finish or "
+            raise ResumeError(f"{target} is in use by another inference run ({holder}); wait for it to finish or "
                               "write into another --output_dir") from err
         self._fh.seek(0)
         self._fh.truncate()
@@ -288,20 +290,54 @@ class OutputLock:
             self._fh.close()
 
 
+def journal_path(output: Path) -> Path:
+    """The journal of an output: ``predictions.json`` -> ``predictions.journal.jsonl``."""
+    return output.with_name(output.stem + ".journal.jsonl")
+
+
+def shard_output(output: Path, num_shards: int, shard_index: int) -> Path:
+    """What one of ``--num_shards`` runs writes: ``predictions.json`` -> ``predictions.shard-0-of-2.json``.
+
+    Every shard has its own file, journal and lock, so the shards can share one ``--output_dir``.
+    """
+    if num_shards <= 1:
+        return output
+    return output.with_name(f"{output.stem}.shard-{shard_index}-of-{num_shards}{output.suffix}")
+
+
+def read_fingerprint(journal: Path) -> dict[str, str]:
+    """The fingerprint parts a journal was written under (its first line).
+
+    Raises:
+        ValueError: the journal is missing or its first line is not a fingerprint header (naming the file).
+    """
+    try:
+        with open(journal, encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+    except FileNotFoundError:
+        raise ValueError(f"{journal}: missing (the run's journal, needed to check its configuration)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{journal}: first line is not a journal header ({err})") from None
+    parts = header.get("parts") if isinstance(header, dict) else None
+    if not isinstance(parts, dict):
+        raise ValueError(f"{journal}: first line is not a journal header")
+    return parts
+
+
 class Journal:
     """Append-only JSONL of answered records, for resuming; a torn last line (``kill -9`` mid-write) is ignored.
 
     The first line records the run's fingerprint (:func:`run_fingerprint`); a journal of other inputs or another
     configuration is refused with the parts that changed. Records that ended in an error are not resumed: a
-    rerun tries them again (a restored image, a transient failure). The journal holds the output folder's
-    :class:`OutputLock` until :meth:`close`, so two runs never interleave their answers.
+    rerun tries them again (a restored image, a transient failure). The journal holds its :class:`OutputLock`
+    until :meth:`close`, so two runs never interleave their answers.
     """
 
     def __init__(self, path: Path, fingerprint: str | dict[str, str], overwrite: bool = False):
         self.path = path
         self.done: dict[int, dict] = {}
         parts = dict(fingerprint) if isinstance(fingerprint, dict) else {"inputs": fingerprint}
-        self.lock = OutputLock(path.parent)
+        self.lock = OutputLock(path)
         try:
             self._open(parts, overwrite)
         except BaseException:
@@ -373,7 +409,7 @@ def route_items(items: list[Item], routing: str, router=None) -> dict[int, Route
         if router is None:
             raise ValueError("routing 'router' needs a router (--router_dir)")
         routes = router.route([i.question for i in todo])
-        return {i.index: Route(r.task, float(r.score), r.adapter) for i, r in zip(todo, routes)}
+        return {i.index: Route(r.task, float(r.score), r.adapter) for i, r in zip(todo, routes, strict=True)}
     if routing == "record":
         return {i.index: Route(i.task, None, TASKS[i.task].adapter) for i in todo}
     return {i.index: Route(i.task, None, GENERAL_ADAPTER) for i in todo}
@@ -480,7 +516,7 @@ def _generate_safely(generate, batch: list[Item], adapter: str | None):
     """Generate a batch; if it fails (e.g. a corrupt image), redo it one by one so only the bad record fails."""
     try:
         raws = generate([(i.question, i.images) for i in batch], adapter)
-        return [(i, r, None) for i, r in zip(batch, raws)]
+        return [(i, r, None) for i, r in zip(batch, raws, strict=True)]
     except Exception as err:  # noqa: BLE001 - any failure of one record must not stop the run
         if len(batch) == 1:
             item = batch[0]
@@ -613,16 +649,23 @@ def rank_output(output: Path, rank: int) -> Path:
 def merge_shards(the_plan: Plan, shard_outputs: Sequence[str | os.PathLike], output: Path) -> dict:
     """Join shard runs (their ``.details.jsonl`` sidecars) into one ``predictions.json``, checked for completeness.
 
+    The shards must have run under one configuration: their journals' fingerprints (:func:`run_fingerprint`) must
+    agree, except for the base model's path when its files are the same (shards run on different machines).
+
     Raises:
-        ValueError: an item is answered by no shard or by two shards, or a shard holds an unknown record.
+        ValueError: an item is answered by no shard or by two shards, a shard holds an unknown record, or the
+            shards ran under different configurations (naming what differs).
     """
+    check_same_configuration([journal_path(Path(o)) for o in shard_outputs])
     done: dict[int, dict] = {}
-    for shard_output in shard_outputs:
-        sidecar = details_path(Path(shard_output))
+    for shard in shard_outputs:
+        sidecar = details_path(Path(shard))
         for line_no, line in enumerate(sidecar.read_text(encoding="utf-8").splitlines(), 1):
             entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("i"), int) or "key" not in entry:
+                raise ValueError(f"{sidecar} line {line_no}: not a details entry (needs 'i' and 'key')")
             i = entry["i"]
-            if i >= len(the_plan.items) or the_plan.items[i].key != entry["key"]:
+            if not 0 <= i < len(the_plan.items) or the_plan.items[i].key != entry["key"]:
                 raise ValueError(f"{sidecar} line {line_no}: record {entry['key']!r} is not in the inputs")
             if i in done:
                 raise ValueError(f"{sidecar} line {line_no}: record {entry['key']!r} answered by two shards")
@@ -631,3 +674,21 @@ def merge_shards(the_plan: Plan, shard_outputs: Sequence[str | os.PathLike], out
     if missing:
         raise ValueError(f"{len(missing)} record(s) answered by no shard, e.g. {missing[:3]}")
     return write_outputs(the_plan, done, output)
+
+
+def check_same_configuration(journals: Sequence[Path]) -> None:
+    """Refuse to merge shards whose journals were written under different configurations.
+
+    Raises:
+        ValueError: a journal is missing, or one differs from the first (naming both and what changed).
+    """
+    first = read_fingerprint(journals[0]) if journals else {}
+    for journal in journals[1:]:
+        parts = read_fingerprint(journal)
+        a, b = dict(first), dict(parts)
+        if "base_model_files" in a and a.get("base_model_files") == b.get("base_model_files"):
+            a.pop("base_model", None)  # the same files under another path
+            b.pop("base_model", None)
+        if _digest(a) != _digest(b):
+            raise ValueError(f"{journal} ran under another configuration than {journals[0]}: "
+                             f"{'; '.join(_changes(a, b))}; merge only shards of one run")

@@ -40,7 +40,7 @@ from mevlip.flare import (
     load_records,
     record_key,
 )
-from mevlip.prepare_images import FolderIndex, ImageChecker, extract_images, why_missing
+from mevlip.prepare_images import FolderIndex, ImageChecker, extract_images, fallback_folder, why_missing
 from mevlip.prepare_io import (
     DATASET_INFO,
     PARTS,
@@ -213,7 +213,7 @@ class FilePlan:
 
     qfile: QuestionFile
     rel_file: str
-    #: (index, record, task, answer, [[(ImageName, (path, relative path) or None), ...] per model input])
+    #: (index, record, task, answer, [[(ImageName, (path, relative path, root) or None), ...] per model input])
     records: list[tuple]
     verdicts: Callable[[], dict[str, str | None]]
 
@@ -232,14 +232,15 @@ def plan_file(qfile: QuestionFile, config: PrepareConfig, checker: ImageChecker,
     for problem in loaded.problems:
         kind = "empty answer" if problem.reason == "Answer is empty" else "invalid record"
         stats.skip(rel_file, problem.index, kind, problem.reason)
-    pairs = list(zip(loaded.indices, loaded.records))
+    pairs = list(zip(loaded.indices, loaded.records, strict=True))
     if config.max_per_dataset is not None and len(pairs) > config.max_per_dataset:
         keep = random.Random(f"{config.seed}:{qfile.split}:{qfile.dataset}").sample(range(len(pairs)),
                                                                                      config.max_per_dataset)
         stats.records_capped += len(pairs) - config.max_per_dataset
         pairs = [pairs[i] for i in sorted(keep)]
     label_sep = label_separator([r for _, r in pairs])
-    index = FolderIndex(qfile.dataset_dir)
+    fallback = fallback_folder(config.output_dir, config.dataset_root, qfile.dataset_dir)  # a read-only folder's
+    index = FolderIndex(qfile.dataset_dir, fallback)
     planned, references, tasks = [], [], {}
     for position, record in pairs:
         raw = record["TaskType"]
@@ -267,10 +268,17 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
     verdicts = plan.verdicts()
     stats.images_checked += len(verdicts)
     stats.images_bad += sum(1 for v in verdicts.values() if v)
-    real = os.path.realpath(plan.qfile.dataset_dir)
-    # realpath on both ends: the kernel resolves ".." physically, so a symlinked folder still works
-    prefix = real if config.image_paths == "absolute" else os.path.relpath(real, os.path.realpath(config.output_dir))
-    head = prefix.rstrip("/") + "/"
+    out_real = os.path.realpath(config.output_dir)
+    heads: dict[Path, str] = {}  # per image root: the dataset folder, or where its zips were extracted instead
+
+    def head(root: Path) -> str:
+        if root not in heads:
+            real = os.path.realpath(root)
+            # realpath on both ends: the kernel resolves ".." physically, so a symlinked folder still works
+            prefix = real if config.image_paths == "absolute" else os.path.relpath(real, out_real)
+            heads[root] = prefix.rstrip("/") + "/"
+        return heads[root]
+
     rows, questions = [], []
     for index, record, task, answer, inputs in plan.records:
         key, written = record_key(record), False
@@ -286,7 +294,7 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
                 "conversations": [{"from": "human",
                                    "value": render_user(record["Question"], len(resolved), config.preset)},
                                   {"from": "gpt", "value": answer}],
-                "images": [head + f[1] for _, f in resolved],
+                "images": [head(f[2]) + f[1] for _, f in resolved],
                 "task": task, "dataset": plan.qfile.dataset, "split": plan.qfile.split, "key": key, "index": index,
             })
             written = True
@@ -349,10 +357,14 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
     router = {"duplicates": 0, "conflicts": 0}
     writers: dict[str, JsonListWriter] = {}
     try:
-        if config.extract:
-            for folder, _, error in extract_images(files["train"] + files["val"], checker.pool(), limits):
+        dataset_dirs = list(dict.fromkeys(f.dataset_dir for f in files["train"] + files["val"]))
+        if config.extract:  # a read-only dataset folder is extracted under the output folder instead
+            for folder, _, error in extract_images(files["train"] + files["val"], checker.pool(), limits,
+                                                   fallback=lambda d: fallback_folder(out, root, d)):
                 if error:
                     archive_errors.append({"folder": _relative(Path(folder), root), "error": error})
+        extracted_here = [{"folder": _relative(d, root), "images": fallback_folder(out, root, d).relative_to(out)
+                           .as_posix()} for d in dataset_dirs if fallback_folder(out, root, d).is_dir()]
         for part, part_files in files.items():
             if not part_files:
                 continue
@@ -365,7 +377,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
             for rows, file_questions in iter_file_rows(part_files, config, checker, stats):
                 lengths = counter.rows([r["conversations"][0]["value"] for r in rows],
                                        [r["conversations"][1]["value"] for r in rows])
-                for row, (text_len, total_len) in zip(rows, lengths):
+                for row, (text_len, total_len) in zip(rows, lengths, strict=True):
                     task = row["task"]
                     if task not in writers:
                         writers[task] = staging.writer(f"flare/{part}/{task}.json")
@@ -399,6 +411,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
             "config": config.output_affecting(),
             "parts": {p: s.to_dict(config.cutoff_len, counter.method) for p, s in part_stats.items()},
             "archive_errors": archive_errors,
+            "extracted_under_output": extracted_here,
             "router": {"unique_questions": len(questions), **router, "train": len(train_rows),
                        "test": len(test_rows)},
         }

@@ -3,11 +3,13 @@
 * Extraction goes through :func:`mevlip.flare.safe_extract` (unsafe members and zip bombs are refused, damaged
   members skipped), but only for a folder where some zip member is missing or has another size on disk: a rerun
   then reads each zip's central directory once instead of re-checking 50k members one by one. A bad archive is
-  reported and its records then report missing images; it never stops the run.
-* :class:`FolderIndex` lists a dataset folder once (``os.scandir``, never following a symbolic link, so a link
-  to ``/`` or a link loop is not walked) and answers ``ImageName`` lookups from that listing; only names that
-  are not there verbatim go through the lenient :func:`mevlip.flare.resolve_image` (flare_format.md 1.3), which
-  refuses a symbolic link leading out of the dataset folder.
+  reported and its records then report missing images; it never stops the run. A dataset folder that cannot be
+  written (a read-only mount: ``EROFS``, or no write permission) is extracted under the output folder instead,
+  ``<output_dir>/extracted_images/<split>/<Category>/<dataset>/`` (:func:`fallback_folder`), as inference does.
+* :class:`FolderIndex` lists a dataset folder (and its fallback folder) once (``os.scandir``, never following a
+  symbolic link, so a link to ``/`` or a link loop is not walked) and answers ``ImageName`` lookups from that
+  listing; only names that are not there verbatim go through the lenient :func:`mevlip.flare.resolve_image`
+  (flare_format.md 1.3), which refuses a symbolic link leading out of the dataset folder.
 * LLaMA-Factory opens every image of a row in its collator, mid-training; one unreadable file ends the run.
   :func:`check_image` runs PIL's ``Image.open(...).verify()`` (header; for PNG every chunk CRC). JPEG's
   ``verify`` is a no-op, so a JPEG must also end with its end-of-image marker, or be decoded in full to decide.
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import multiprocessing
@@ -33,6 +36,8 @@ from mevlip.flare import FlareDataError, QuestionFile, UnsafePathError, ZipLimit
 
 logger = logging.getLogger(__name__)
 
+#: Folder under the output folder where the zips of a read-only dataset folder are extracted.
+FALLBACK_DIR = "extracted_images"
 #: Bytes read from the end of a JPEG when looking for its end-of-image marker (more padding: decoded to decide).
 _JPEG_TAIL = 64
 #: Below this many images a batch is checked in-process (a pool round trip costs more than the work).
@@ -64,22 +69,31 @@ def scan_folder(folder: str | os.PathLike, sizes: bool = False) -> dict[str, int
 
 
 class FolderIndex:
-    """``ImageName`` -> ``(path, path relative to the dataset folder)`` from one listing of the folder."""
+    """``ImageName`` -> ``(path, path relative to its root, root)`` from one listing of each root.
 
-    def __init__(self, dataset_dir: Path):
+    The roots are the dataset folder and, when given and present, its :func:`fallback_folder` (where the zips of
+    a read-only dataset folder were extracted); the dataset folder is looked in first.
+    """
+
+    def __init__(self, dataset_dir: Path, fallback: Path | None = None):
         self.dataset_dir = dataset_dir
-        self.head = str(dataset_dir).rstrip("/") + "/"
-        self.files = scan_folder(dataset_dir) if dataset_dir.is_dir() else {}
+        self.roots = [dataset_dir] + ([fallback] if fallback is not None and fallback.is_dir() else [])
+        self.heads = [str(r).rstrip("/") + "/" for r in self.roots]
+        self.listings = [scan_folder(r) if r.is_dir() else {} for r in self.roots]
+        self.files = self.listings[0]
 
-    def find(self, name: str) -> tuple[str, str] | None:
+    def find(self, name: str) -> tuple[str, str, Path] | None:
         """Where an image is, or ``None`` when it is nowhere :func:`resolve_image` would look."""
-        if name in self.files:  # resolve_image's first candidate: <dataset_dir>/<ImageName>
-            return self.head + name, name
-        try:
-            path = resolve_image(self.dataset_dir, name)
-        except (FileNotFoundError, UnsafePathError):
-            return None
-        return str(path), path.relative_to(self.dataset_dir).as_posix()
+        for root, head, files in zip(self.roots, self.heads, self.listings, strict=True):
+            if name in files:  # resolve_image's first candidate: <root>/<ImageName>
+                return head + name, name, root
+        for root in self.roots:
+            try:
+                path = resolve_image(root, name)
+            except (FileNotFoundError, UnsafePathError):
+                continue
+            return str(path), path.relative_to(root).as_posix(), root
+        return None
 
 
 def why_missing(dataset_dir: Path, name: str) -> str:
@@ -94,6 +108,15 @@ def why_missing(dataset_dir: Path, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- extract
+def fallback_folder(output_dir: str | os.PathLike, dataset_root: str | os.PathLike,
+                    dataset_dir: str | os.PathLike) -> Path:
+    """Where a read-only dataset folder's zips are extracted: ``<output_dir>/extracted_images/<path in root>``."""
+    rel = Path(os.path.relpath(dataset_dir, dataset_root))
+    if rel.is_absolute() or ".." in rel.parts:  # not under the root (a caller's own layout): keep it apart
+        rel = Path("_outside") / Path(dataset_dir).name
+    return Path(output_dir) / FALLBACK_DIR / rel
+
+
 def _needs_extraction(archive: Path, on_disk: dict[str, int]) -> bool:
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -102,8 +125,19 @@ def _needs_extraction(archive: Path, on_disk: dict[str, int]) -> bool:
         return True  # let safe_extract report it
 
 
-def extract_folder(folder: Path, limits: ZipLimits | None = None) -> tuple[str, int, str | None]:
+def _read_only(err: OSError) -> bool:
+    """Whether a failed write means the folder cannot be written (a read-only mount, no permission)."""
+    return isinstance(err, PermissionError) or err.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def extract_folder(folder: Path, limits: ZipLimits | None = None,
+                   fallback: Path | None = None) -> tuple[str, int, str | None]:
     """Extract one dataset folder's ``images*.zip`` if anything is missing; a bad archive is reported, not raised.
+
+    Args:
+        folder: the dataset folder (its zips are extracted next to them).
+        limits: zip-bomb limits.
+        fallback: where to extract instead when ``folder`` cannot be written (``None``: report it as an error).
 
     Returns:
         ``(folder, files written, error)``; ``error`` names each archive that was refused (unsafe member, over
@@ -113,29 +147,48 @@ def extract_folder(folder: Path, limits: ZipLimits | None = None) -> tuple[str, 
     if not archives:
         return str(folder), 0, None
     on_disk = scan_folder(folder, sizes=True)
+    elsewhere = scan_folder(fallback, sizes=True) if fallback is not None and fallback.is_dir() else None
     written, errors = 0, []
     for archive in archives:
-        if not _needs_extraction(archive, on_disk):
+        if not _needs_extraction(archive, on_disk) or (elsewhere and not _needs_extraction(archive, elsewhere)):
             continue
         try:
-            written += safe_extract(archive, limits=limits)
+            try:
+                written += safe_extract(archive, limits=limits)
+            except OSError as err:
+                if fallback is None or not _read_only(err):
+                    raise
+                logger.warning("%s cannot be written (%s): extracting %s under %s", folder, err.strerror or err,
+                               archive.name, fallback)
+                written += safe_extract(archive, fallback, limits)
         except FlareDataError as err:  # unsafe, a bomb, damaged or not a zip: this archive only
             errors.append(str(err))
-        except OSError as err:  # e.g. a read-only dataset folder: its records report missing images
+        except OSError as err:  # the output folder is not writable either, disk full: its records report missing
             errors.append(f"{archive}: cannot extract ({err.strerror or err})")
     return str(folder), written, "; ".join(errors) or None
 
 
+def _extract_folder_to(folder: Path, fallback: Path | None, limits: ZipLimits | None) -> tuple[str, int, str | None]:
+    """:func:`extract_folder` with the fallback second (a pool maps it over folders and fallbacks)."""
+    return extract_folder(folder, limits, fallback)
+
+
 def extract_images(files: list[QuestionFile], pool: ProcessPoolExecutor | None = None,
-                   limits: ZipLimits | None = None) -> list[tuple]:
+                   limits: ZipLimits | None = None,
+                   fallback: Callable[[Path], Path] | None = None) -> list[tuple]:
     """Extract the image zips of the datasets behind ``files`` (each folder once; in parallel with a pool).
+
+    Args:
+        fallback: ``dataset folder -> folder to extract into when it is read-only`` (:func:`fallback_folder`);
+            ``None``: a read-only folder is reported as an error.
 
     Returns:
         :func:`extract_folder`'s ``(folder, files written, error)`` per folder.
     """
     folders = list(dict.fromkeys(f.dataset_dir for f in files))
-    work = functools.partial(extract_folder, limits=limits)
-    results = list(pool.map(work, folders) if pool is not None else map(work, folders))
+    targets = [fallback(f) if fallback is not None else None for f in folders]
+    work = functools.partial(_extract_folder_to, limits=limits)
+    results = list(pool.map(work, folders, targets) if pool is not None else map(work, folders, targets))
     for folder, _, error in results:
         if error:
             logger.error("cannot extract images of %s: %s", folder, error)
@@ -239,12 +292,13 @@ class ImageChecker:
         unique = sorted(set(paths))
         pool = self.pool() if len(unique) >= _MIN_POOLED else None
         if pool is None:
-            return lambda: dict(zip(unique, check_images(unique, self.full_decode)))
+            return lambda: dict(zip(unique, check_images(unique, self.full_decode), strict=True))
         # ~2 chunks per worker: balances uneven image sizes without paying a round trip per image
         size = -(-len(unique) // (self.workers * 2))
         chunks = [unique[i: i + size] for i in range(0, len(unique), size)]
         futures = [pool.submit(check_images, chunk, self.full_decode) for chunk in chunks]
-        return lambda: {p: r for chunk, f in zip(chunks, futures) for p, r in zip(chunk, f.result())}
+        return lambda: {p: r for chunk, f in zip(chunks, futures, strict=True)
+                        for p, r in zip(chunk, f.result(), strict=True)}
 
     def check(self, paths: Iterable[str]) -> dict[str, str | None]:
         """Check and wait: ``{unique path: reason or None}``."""

@@ -9,6 +9,8 @@ Layout written under the output folder (LLaMA-Factory's ``dataset_dir``)::
                                    flare_<task> -> flare/train/<task>.json, flare_all_val, flare_<task>_val
     task_classifier/{train,test}.json   GLiClass rows {"text", "all_labels", "true_labels"}
     prepare_stats.json             counts, spellings, skipped records, token lengths
+    extracted_images/<split>/<Category>/<dataset>/   the images of a dataset folder that could not be written
+                                   (a read-only input), extracted here instead; rows point at them
 
 ``flare_all`` names the folder, which LLaMA-Factory loads file by file, so the general adapter trains on exactly
 the files the task adapters train on, with no second copy of the rows.

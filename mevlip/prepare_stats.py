@@ -75,7 +75,7 @@ class TokenCounter:
         users = self.count([u.replace(LF_IMAGE_TOKEN, "") for u in user_values])
         outs = self.count(answers)
         per_image = self.image_tokens + IMAGE_WRAP_TOKENS
-        return [(u + a, self.overhead + u + a + n * per_image) for u, a, n in zip(users, outs, n_images)]
+        return [(u + a, self.overhead + u + a + n * per_image) for u, a, n in zip(users, outs, n_images, strict=True)]
 
 
 def percentiles(values: array | list[int], cutoff: int | None = None) -> dict:
@@ -180,6 +180,8 @@ def format_summary(stats: dict) -> str:
                          f"max {total['max']}; {total['over_cutoff']} rows over cutoff_len {tok['cutoff_len']}")
     for error in stats.get("archive_errors", []):  # refused (unsafe, over the zip limits), damaged or unreadable
         lines.append(f"[archives] {error['folder']}: not (fully) extracted: {error['error']}")
+    for moved in stats.get("extracted_under_output", []):  # its dataset folder could not be written
+        lines.append(f"[archives] {moved['folder']}: read-only, images extracted under {moved['images']}/")
     router = stats.get("router")
     if router:
         lines.append(f"[router] {router['unique_questions']} unique questions ({router['duplicates']} duplicates "

@@ -52,8 +52,8 @@ def read_questions(path: str | Path) -> list[dict]:
         return entries
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise FlareDataError(f"{path}: cannot read questions ({err})") from err
+    except (OSError, ValueError, RecursionError) as err:  # missing, not JSON, not UTF-8, nested too deep
+        raise FlareDataError(f"{path}: cannot read questions ({type(err).__name__}: {err})") from err
     if not isinstance(data, list) or not data:
         raise FlareDataError(f"{path}: expected a non-empty JSON list")
     if all(isinstance(x, str) for x in data):
@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
-    entries = [e for p in args.questions for e in read_questions(p)]
+    try:  # an unreadable or unknown questions file: one line naming it
+        entries = [e for p in args.questions for e in read_questions(p)]
+    except FlareDataError as err:
+        raise SystemExit(f"route_questions: {err}") from None
     try:
         router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold,
                                         scoring=args.scoring)

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 from mevlip.flare import discover, load_records, record_key
 from mevlip.inference import Journal, plan
 from mevlip.synth import generate
-from scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 INFER = REPO / "docker_internvl" / "inference.py"
@@ -30,8 +30,9 @@ def data(tmp_path_factory):
 
 
 def _infer(data, standin_dir, out, *extra):
-    return load_script("docker_internvl/inference.py").main(["--base_dataset_path", str(data), "--output_dir", str(out), "--device", "cpu", "--routing", "record",
-                 "--base_model", str(standin_dir), "--max_new_tokens", "6", "--no_progress", *extra])
+    return load_script("docker_internvl/inference.py").main([
+        "--base_dataset_path", str(data), "--output_dir", str(out), "--device", "cpu", "--routing", "record",
+        "--base_model", str(standin_dir), "--max_new_tokens", "6", "--no_progress", *extra])
 
 
 def _inputs(data):
@@ -54,7 +55,7 @@ def test_every_record_answered_once_in_input_order(data, reference):
     out, summary = reference
     inputs, preds = _inputs(data), _predictions(out)
     assert [record_key(p) for p in preds] == [record_key(r) for r in inputs]
-    for pred, rec in zip(preds, inputs):  # unchanged but for the answer
+    for pred, rec in zip(preds, inputs, strict=True):  # unchanged but for the answer
         assert {k: v for k, v in pred.items() if k != "Answer"} == {k: v for k, v in rec.items() if k != "Answer"}
     assert not any(f.with_gt for f in discover(data, gt="exclude"))
     details = [json.loads(line) for line in (out / "predictions.details.jsonl").read_text().splitlines()]
@@ -70,19 +71,25 @@ def test_batched_equals_one_at_a_time(data, standin_dir, reference, tmp_path):
 
 
 def test_shards_merge_into_the_unsharded_result(data, standin_dir, reference, tmp_path):
+    """Two shards into one folder (each its own file, journal and lock), merged."""
     merge = load_script("docker_internvl/merge_predictions.py").main
 
+    out = tmp_path / "out"
     shards = []
     for i in range(2):
-        _infer(data, standin_dir, tmp_path / f"shard{i}", "--num_shards", "2", "--shard_index", str(i))
-        shards.append(str(tmp_path / f"shard{i}" / "predictions.json"))
-    assert len(_predictions(tmp_path / "shard0")) + len(_predictions(tmp_path / "shard1")) == len(_inputs(data))
-    merge(["--base_dataset_path", str(data), "--inputs", *shards, "--output", str(tmp_path / "merged.json")])
+        summary = _infer(data, standin_dir, out, "--num_shards", "2", "--shard_index", str(i))
+        shards.append(out / f"predictions.shard-{i}-of-2.json")
+        assert summary["output"] == str(shards[-1]) and summary["resumed"] == 0
+    assert not (out / "predictions.json").exists()
+    halves = [json.loads(s.read_text()) for s in shards]
+    assert len(halves[0]) + len(halves[1]) == len(_inputs(data))
+    merge(["--base_dataset_path", str(data), "--inputs", *map(str, shards), "--output", str(tmp_path / "merged.json")])
     assert json.loads((tmp_path / "merged.json").read_text()) == _predictions(reference[0])
-    with pytest.raises(ValueError, match="answered by no shard"):
-        merge(["--base_dataset_path", str(data), "--inputs", shards[0], "--output", str(tmp_path / "x.json")])
-    with pytest.raises(ValueError, match="answered by two shards"):
-        merge(["--base_dataset_path", str(data), "--inputs", *shards, shards[0], "--output", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="answered by no shard"):
+        merge(["--base_dataset_path", str(data), "--inputs", str(shards[0]), "--output", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit, match="answered by two shards"):
+        merge(["--base_dataset_path", str(data), "--inputs", *map(str, shards), str(shards[0]), "--output",
+               str(tmp_path / "x.json")])
 
 
 def test_resume_after_kill_loses_and_duplicates_nothing(data, standin_dir, reference, tmp_path):
