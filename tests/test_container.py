@@ -115,7 +115,7 @@ def test_challenge_command_line_writes_predictions(models, inputs, tmp_path):
     assert summary["adapter_folders"]["general"] == str(models / "FLARE-InternVL3-8B-hf" / RELEASE_GENERAL_FOLDER)
     assert summary["router_dir"] == str(models / "FLARE-gliclass-small-v1.0")
     assert not os.listdir(env["TMPDIR"])  # predict.sh removed its scratch folder
-    assert not (tmp_path / "outputs" / ".images").exists()
+    assert not list((tmp_path / "outputs").glob(".images*"))  # each run's own images folder is removed too
     # `docker run IMAGE` alone runs the CMD from the same folder: the same predictions
     env["OUTPUT_DIR"] = str(tmp_path / "outputs_cmd")
     run = _run(cmd, app, env)
