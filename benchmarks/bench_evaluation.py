@@ -1,6 +1,7 @@
 """Benchmark evaluation on a full-size mini-FLARE: our vectorised evaluator against a naive loop, same run.
 
-    python benchmarks/bench_evaluation.py [--data /tmp/mevlip_bench_full] [--bootstrap 200] [--noise 0.25]
+    python benchmarks/bench_evaluation.py [--base_dataset_path /tmp/mevlip_bench_full] [--bootstrap 200] \\
+        [--noise 0.25]
     #   figures -> benchmarks/results/bench_evaluation.json
 
 Generates (or reuses) ``python -m mevlip.synth --scale full`` (~62.8k records over all four splits), writes
@@ -33,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
 from results_file import write_result  # noqa: E402
+
+from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging  # noqa: E402
 
 ALL_SPLITS = ("training", "validation-public", "validation-hidden", "testing")
 
@@ -181,36 +184,48 @@ def child(mode: str, root: str, pred_file: str, bootstrap: int, out_dir: str) ->
 
 
 def run_child(mode: str, args, pred_file: Path, out_dir: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--data", str(args.data), "--bootstrap", str(args.bootstrap),
-           "--pred", str(pred_file), "--out", out_dir]
+    cmd = [sys.executable, __file__, "--child", mode, "--base_dataset_path", str(args.base_dataset_path),
+           "--bootstrap", str(args.bootstrap), "--pred", str(pred_file), "--out", out_dir]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    if done.returncode != 0:  # a failed measurement, not a user error: its stderr, exit code 1
+        print(done.stderr[-3000:], file=sys.stderr)
+        print(f"bench_evaluation.py: the {mode} run failed (exit code {done.returncode}; its stderr above)",
+              file=sys.stderr)
+        sys.exit(1)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.perf_counter() - start
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Generate data, build noisy predictions, time both evaluators in fresh processes, print the comparison."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "mevlip_bench_full",
-                        help="full-scale mini-FLARE root (generated if absent)")
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__)
+    add_option(parser, "--base_dataset_path", aliases=("--data",), type=Path,
+               default=Path(tempfile.gettempdir()) / "mevlip_bench_full",
+               help="full-scale mini-FLARE root (generated if absent)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates in both evaluators")
     parser.add_argument("--noise", type=float, default=0.25, help="share of corrupted predictions")
-    parser.add_argument("--skip-naive", action="store_true", help="time only the fast path")
+    add_option(parser, "--skip_naive", aliases=("--skip-naive",), action="store_true",
+               help="time only the fast path")
     parser.add_argument("--child", choices=("fast", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--pred", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args.child, str(args.data), args.pred, args.bootstrap, args.out)
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate data, build noisy predictions, time both evaluators in fresh processes, print the comparison."""
+    args = build_parser().parse_args(argv)
+    if args.child:  # logging left as it was, so the timed work is what it always was
+        child(args.child, str(args.base_dataset_path), args.pred, args.bootstrap, args.out)
         return
-    ensure_dataset(args.data)
-    pred_file = args.data.parent / f"{args.data.name}_predictions.json"
+    setup_logging(args.log_level)
+    ensure_dataset(args.base_dataset_path)
+    pred_file = args.base_dataset_path.parent / f"{args.base_dataset_path.name}_predictions.json"
     start = time.perf_counter()
-    n_pred = make_predictions(args.data, pred_file, args.noise)
+    n_pred = make_predictions(args.base_dataset_path, pred_file, args.noise)
     print(f"{n_pred} prediction records written in {time.perf_counter() - start:.1f} s -> {pred_file}")
     with tempfile.TemporaryDirectory() as out_dir:
         fast = run_child("fast", args, pred_file, out_dir)
@@ -241,4 +256,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,7 +9,7 @@ records/s of each, the ratio, and checks that both give the same adapter and the
 Uses the artefacts of ``make demo`` (trained stand-in, adapters, router, mini-FLARE validation records):
 
     python benchmarks/bench_inference.py                        # 200 records from demo_output/
-    #   figures -> benchmarks/results/bench_inference.json (--output for another file)
+    #   figures -> benchmarks/results/bench_inference.json (--output_file for another file)
     python benchmarks/bench_inference.py --demo_output DIR -n 100 --batch_size 32
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from mevlip.answers import canonicalize
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.inference import Journal, label_separator, plan, resolve_adapter, route_items, run
 from mevlip.router import Router
 from mevlip.tasks import GENERAL_ADAPTER
@@ -85,25 +86,34 @@ def our_way(vlm: VLM, router: Router, the_plan, items: list, batch_size: int, ma
     return seconds, {i: (e["adapter"], e["answer"]) for i, e in journal.done.items()}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__)
     parser.add_argument("--demo_output", default=str(REPO / "demo_output"), help="a finished `make demo` folder")
-    parser.add_argument("-n", "--records", type=int, default=200)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--max_new_tokens", type=int, default=1024)
+    parser.add_argument("-n", "--records", type=int, default=200,
+                        help="validation records answered both ways (spread evenly over the discovery order)")
+    parser.add_argument("--batch_size", type=int, default=16, help="our generation batch size")
+    parser.add_argument("--max_new_tokens", type=int, default=1024, help="tokens generated per answer at most")
     parser.add_argument("--quantization", default="4bit", choices=["4bit", "none"],
                         help="4bit: the base the QLoRA adapters were trained on (as the demo)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "bench_inference.json"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_option(parser, "--output_file", aliases=("--output",),
+               default=str(REPO / "benchmarks" / "results" / "bench_inference.json"), help="results file")
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Time both ways on the demo's artefacts, check they agree, write and return the figures."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
     torch.set_num_threads(args.threads)
     demo = Path(args.demo_output)
     needed = [demo / "standin" / "pretrained" / "config.json", demo / "adapters" / GENERAL_ADAPTER,
               demo / "router" / "router_config.json", demo / "mini_flare" / "mini_flare.json"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
-        raise SystemExit(f"missing demo artefacts ({', '.join(missing)}); run `make demo` first")
+        raise UserError(f"missing demo artefacts ({', '.join(missing)}); run `make demo` first")
     with tempfile.TemporaryDirectory() as tmp:
         the_plan = plan(demo / "mini_flare", ["validation-public", "validation-hidden"], scratch=Path(tmp) / "img")
         items = sample(the_plan.items, args.records)
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
            "original_s": round(slow, 2), "original_records_per_s": round(len(items) / slow, 3),
            "ours_s": round(fast, 2), "ours_records_per_s": round(len(items) / fast, 3),
            "speedup": round(slow / fast, 2), "same_adapter_and_answer": f"{same}/{len(items)}"}
-    write_result("bench_inference", res, argv, args.output)
+    write_result("bench_inference", res, argv, args.output_file)
     print(f"original loop (batch 1, router pipeline per record): {res['original_records_per_s']:.2f} records/s "
           f"({slow:.1f} s)\nours (batched routing, grouped by adapter, batch {args.batch_size}): "
           f"{res['ours_records_per_s']:.2f} records/s ({fast:.1f} s)\nspeed-up {res['speedup']:.1f}x; "
@@ -130,4 +140,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

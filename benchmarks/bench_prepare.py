@@ -1,8 +1,9 @@
 """Benchmark data preparation on a full-scale mini-FLARE: our path against a naive baseline, same run.
 
-    python benchmarks/bench_prepare.py [--data DIR] [--workers 2]   # figures -> benchmarks/results/bench_prepare.json
+    python benchmarks/bench_prepare.py [--base_dataset_path DIR] [--workers 2]
+    #   figures -> benchmarks/results/bench_prepare.json
 
-* data: ``--data DIR`` is reused; otherwise ``python -m mevlip.synth --scale full`` is written to
+* data: ``--base_dataset_path DIR`` is reused; otherwise ``python -m mevlip.synth --scale full`` is written to
   ``benchmarks/results/mini_flare_full`` once (about 60k Q&A pairs, 53k images; a minute or two).
 * extract: the image zips are extracted once first (timed on its own: a one-off cost).
 * fast: ``mevlip.prepare.prepare`` as the CLI runs it: per question file (= per image zip) one pass over its
@@ -30,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
 from results_file import write_result  # noqa: E402
+
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPLITS = ("training",)
@@ -95,11 +98,14 @@ def _references(data: str) -> list[str]:
 
 
 def _spawn(mode: str, data: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--data", str(data), "--out", str(out),
+    cmd = [sys.executable, __file__, "--child", mode, "--base_dataset_path", str(data), "--output_dir", str(out),
            "--workers", str(workers)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    if done.returncode != 0:  # a failed measurement, not a user error: its stderr, exit code 1
+        print(done.stderr[-3000:], file=sys.stderr)
+        print(f"bench_prepare.py: the {mode} run failed (exit code {done.returncode}; its stderr above)",
+              file=sys.stderr)
+        sys.exit(1)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -107,29 +113,42 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__.split("\n")[0])
+    add_option(parser, "--base_dataset_path", aliases=("--data",), type=Path, default=None,
+               help="existing mini-FLARE (or FLARE) root to reuse (default: benchmarks/results/mini_flare_<scale>, "
+                    "generated once)")
+    parser.add_argument("--scale", default="full", choices=["tiny", "small", "full"],
+                        help="mini-FLARE scale to generate when --base_dataset_path is not given")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the fast path")
+    add_option(parser, "--output_dir", aliases=("--out",), type=Path, default=RESULTS / "bench_prepare",
+               help="output folder")
+    parser.add_argument("--child", choices=["extract", *MODES, *CHECK_MODES], help=argparse.SUPPRESS)
+    add_common_args(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and print the figures; returns them."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="existing mini-FLARE (or FLARE) root to reuse")
-    parser.add_argument("--scale", default="full", help="mini-FLARE scale to generate when --data is not given")
-    parser.add_argument("--workers", type=int, default=2, help="processes of the fast path")
-    parser.add_argument("--out", type=Path, default=RESULTS / "bench_prepare", help="output folder")
-    parser.add_argument("--child", choices=["extract", *MODES, *CHECK_MODES], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.child:
-        _child(args.child, str(args.data), str(args.out), args.workers)
+        _child(args.child, str(args.base_dataset_path), str(args.output_dir), args.workers)
         return {}
+    setup_logging(args.log_level)
 
-    data = args.data or RESULTS / f"mini_flare_{args.scale}"
-    if args.data is None and not (data / "mini_flare.json").is_file():
+    if args.base_dataset_path is not None and not args.base_dataset_path.is_dir():
+        raise UserError(f"--base_dataset_path {args.base_dataset_path}: no such folder")
+    data = args.base_dataset_path or RESULTS / f"mini_flare_{args.scale}"
+    if args.base_dataset_path is None and not (data / "mini_flare.json").is_file():
         print(f"generating mini-FLARE ({args.scale}) in {data} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "mevlip.synth", "--out", str(data), "--scale", args.scale,
-                        "--no-progress"], check=True, stdout=subprocess.DEVNULL)
-    figures = {"extract": _spawn("extract", data, args.out, args.workers)}
+        subprocess.run([sys.executable, "-m", "mevlip.synth", "--output_dir", str(data), "--scale", args.scale,
+                        "--no_progress"], check=True, stdout=subprocess.DEVNULL)
+    figures = {"extract": _spawn("extract", data, args.output_dir, args.workers)}
     for mode in MODES + CHECK_MODES:
-        figures[mode] = _spawn(mode, data, args.out / mode, args.workers)
-    reference = _tree(args.out / "fast")
-    identical = all(_tree(args.out / mode) == reference for mode in MODES[1:])
+        figures[mode] = _spawn(mode, data, args.output_dir / mode, args.workers)
+    reference = _tree(args.output_dir / "fast")
+    identical = all(_tree(args.output_dir / mode) == reference for mode in MODES[1:])
 
     fast, naive = figures["fast"], figures["naive"]
     print(f"data: {data}  ({', '.join(SPLITS + VAL_SPLITS)}: {fast['records']} records -> {fast['rows']} rows, "
@@ -164,4 +183,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,7 +8,7 @@ checks that both ways pick the same task type for the questions the baseline tim
     python benchmarks/bench_router.py                                  # a fresh MiniLM router, 2,000 questions
     python benchmarks/bench_router.py --router_dir task_classifier/model --architecture both
 
-Figures are written to ``benchmarks/results/bench_router.json`` (``--json`` for another file).
+Figures are written to ``benchmarks/results/bench_router.json`` (``--output_file`` for another file).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.router import Router, save_router
 from mevlip.router_data import collect_questions
 from mevlip.router_train import RouterTrainConfig, build_model
@@ -83,9 +84,9 @@ def bench(router_dir: Path, texts: list[str], baseline_n: int, batch_size: int) 
     return res
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run the benchmark and print one line per architecture."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__)
     parser.add_argument("--router_dir", help="a trained router (default: a fresh one per --architecture)")
     parser.add_argument("--architecture", choices=("bi-encoder", "uni-encoder", "both"), default="bi-encoder",
                         help="fresh routers to build when --router_dir is not given")
@@ -94,9 +95,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="questions routed the original way (fewer saves time; timings are per question)")
     parser.add_argument("--batch_size", type=int, default=64, help="router batch size")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/bench_router.json)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    add_option(parser, "--output_file", aliases=("--json",),
+               help="results file (default: benchmarks/results/bench_router.json)")
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark and print one line per architecture."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     texts = questions(args.questions)
@@ -115,9 +123,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"({res['original_questions']} in {res['original_s']} s) | speed-up {res['speedup']}x | "
                   f"same top label {res['same_top_label']} | torch threads {torch.get_num_threads()}", flush=True)
     # keyed by architecture, the names the READMEs quote ("bi-encoder.speedup")
-    write_result("bench_router", {r["architecture"]: r for r in results}, argv, args.json)
+    write_result("bench_router", {r["architecture"]: r for r in results}, argv, args.output_file)
     return results
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    run_cli(lambda argv: 0 if main(argv) else 1)

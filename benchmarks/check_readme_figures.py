@@ -27,9 +27,10 @@ import argparse
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging
 
 REPO = Path(__file__).resolve().parents[1]
 READMES = ("README.md", "task_classifier/README.md", "llama_factory_internvl/data/README.md", "evaluation/README.md")
@@ -228,15 +229,24 @@ def check(root: Path = REPO, readmes=READMES, demo_results: str = "demo_output/r
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print what matches, what differs and what could not be checked; exit 1 on a difference."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__)
     parser.add_argument("--root", type=Path, default=REPO, help="repository root (default: this checkout)")
     parser.add_argument("--readmes", nargs="+", default=list(READMES),
                         help="READMEs to check, from the root; the first one holds the Benchmarks and demo tables")
     parser.add_argument("--require_all", action="store_true", help="also fail when a result file is absent")
     parser.add_argument("-v", "--verbose", action="store_true", help="also list every figure that matches")
-    args = parser.parse_args(argv)
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print what matches, what differs and what could not be checked; exit 1 on a difference."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if not args.root.is_dir():
+        raise UserError(f"--root {args.root}: no such folder")
     report = check(args.root, tuple(args.readmes))
     if args.verbose:
         print("\n".join(f"ok       {line}" for line in report.ok))
@@ -247,4 +257,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -1,6 +1,6 @@
 """GPU check: QLoRA training and batched inference of a full-size InternVL3-8B-hf (random weights, no download).
 
-    python benchmarks/gpu_check_internvl3_8b.py [--out gpu_check_internvl3_8b.json]   # one CUDA GPU, ~3-5 min
+    python benchmarks/gpu_check_internvl3_8b.py [--output_file gpu_check_internvl3_8b.json]   # one CUDA GPU, ~3-5 min
     python benchmarks/gpu_check_internvl3_8b.py --dry_run                              # CPU, shrunken, ~1 min
 
 What it does, as the paper's recipe on one GPU:
@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
 
 logger = logging.getLogger("gpu_check")
 GIB = 1024**3
@@ -283,27 +285,35 @@ def run(args) -> dict:
     return report
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--dry_run", action="store_true", help="shrunken model on CPU (tests the code path)")
+    parser.add_argument("--steps", type=int, help="optimiser steps (default: 20; dry run 2)")
+    parser.add_argument("--batch", type=int, default=2, help="micro-batch size (paper: 2)")
+    parser.add_argument("--accum", type=int, help="gradient accumulation (default: 4, the paper's; dry run 2)")
+    parser.add_argument("--gen_batch", type=int, help="questions per generation batch (default: 8; dry run 2)")
+    parser.add_argument("--max_new_tokens", type=int,
+                        help="tokens generated per question (default: 32; dry run 4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
+    add_option(parser, "--output_file", aliases=("--out",), default="gpu_check_internvl3_8b.json",
+               help="JSON report path")
+    add_common_args(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 0 when the run finished (and, on GPU, met the inference memory target)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry_run", action="store_true", help="shrunken model on CPU (tests the code path)")
-    parser.add_argument("--steps", type=int, help="optimiser steps (default 20; dry run 2)")
-    parser.add_argument("--batch", type=int, default=2, help="micro-batch size (paper: 2)")
-    parser.add_argument("--accum", type=int, help="gradient accumulation (paper: 4; dry run 2)")
-    parser.add_argument("--gen_batch", type=int, help="questions per generation batch (default 8; dry run 2)")
-    parser.add_argument("--max_new_tokens", type=int, help="tokens generated per question (default 32; dry run 4)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="gpu_check_internvl3_8b.json", help="JSON report path")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     for key, full, dry in (("steps", 20, 2), ("accum", 4, 2), ("gen_batch", 8, 2), ("max_new_tokens", 32, 4)):
         if getattr(args, key) is None:
             setattr(args, key, dry if args.dry_run else full)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = run(args)
     text = json.dumps(report, indent=2)
     print(text)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
+    Path(args.output_file).write_text(text + "\n", encoding="utf-8")
     target = report["target"]
     print(f"inference peak {target['inference_peak_allocated_gib']:.2f} GiB vs target {INFERENCE_TARGET_GIB} GiB "
           f"(ratio {target['ratio_to_target']}); training peak {report['training']['peak_allocated_gib']:.2f} GiB; "
@@ -312,4 +322,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -35,6 +35,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.flare import add_zip_limit_args, zip_limits_from_args
 from mevlip.inference import (
     ROUTINGS,
@@ -63,46 +64,54 @@ DEFAULT_BASE_MODEL = "OpenGVLab/InternVL3-8B-hf"
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options (the original README's flags first)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__)
     p.add_argument("--base_dataset_path", required=True, help="FLARE-format root holding the question files")
     p.add_argument("--output_dir", required=True, help="where predictions.json and its sidecars go")
-    p.add_argument("--output_filename", default="predictions.json")
-    p.add_argument("--max_new_tokens", type=int, default=512)
+    p.add_argument("--output_filename", default="predictions.json",
+                   help="name of the predictions file in --output_dir; its sidecars share its stem")
+    p.add_argument("--max_new_tokens", type=int, default=512, help="tokens generated per answer at most")
     p.add_argument("--device", default="cuda:0", help="cuda:0, cpu, ...")
     p.add_argument("--base_model", default=os.environ.get("MEVLIP_BASE_MODEL", DEFAULT_BASE_MODEL),
-                   help="hub id or local folder of the base model (env MEVLIP_BASE_MODEL)")
+                   help="hub id or local folder of the base model (default: env MEVLIP_BASE_MODEL, else "
+                        f"{DEFAULT_BASE_MODEL}; here %(default)s)")
     p.add_argument("--adapters_dir", default=os.environ.get("MEVLIP_ADAPTERS_DIR"),
                    help="LoRA adapters: ours (general/, classification/, ...) or the authors' release as downloaded "
-                        "(internvl-all/lora/sft/ = general, classification/, ...) (env MEVLIP_ADAPTERS_DIR; unset: "
-                        "the base model answers)")
+                        "(internvl-all/lora/sft/ = general, classification/, ...) (default: env MEVLIP_ADAPTERS_DIR, "
+                        "here %(default)s; none: the base model answers)")
     p.add_argument("--router_dir", default=os.environ.get("MEVLIP_ROUTER_DIR"),
                    help="the task classifier: ours (train_task_classifier.py) or a plain GLiClass folder such as "
-                        "the authors' release (env MEVLIP_ROUTER_DIR)")
+                        "the authors' release (default: env MEVLIP_ROUTER_DIR, here %(default)s)")
     p.add_argument("--routing", default="router", choices=ROUTINGS,
                    help="router: ME-VLIP's task classifier; record: the record's own TaskType (oracle ablation); "
                         "general: the general adapter only (the paper's 'without TC')")
     p.add_argument("--threshold", type=float, default=None,
                    help="router confidence below which the general adapter answers (default: the router's, 0.3)")
     p.add_argument("--router_scoring", default="softmax", choices=["softmax", "sigmoid"],
-                   help="router confidence: softmax over the seven labels (the original's single-label pipeline, "
-                        "default) or a sigmoid per label (gliclass multi-label)")
+                   help="router confidence: softmax over the seven labels (the original's single-label pipeline) "
+                        "or a sigmoid per label (gliclass multi-label)")
     p.add_argument("--strict", action="store_true",
                    help="refuse to run when an adapter the routing can use is missing (default: it falls back to "
                         "the general adapter, or to the base model, as printed at start)")
-    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--batch_size", type=int, default=8, help="questions per generation batch (within one adapter)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                    help="what the model is fed (docs/fidelity.md): " + "; ".join(
                        f"{name}: {preset.summary}" for name, preset in PRESETS.items())
                    + ". Use the preset the adapters were trained with (the released ones: paper or original)")
     p.add_argument("--multi_image", default=None, choices=["keep", "first"],
-                   help="override the preset: keep every image of a record, or the first only")
+                   help="override the preset: keep every image of a record, or the first only (default: the "
+                        "preset's)")
     p.add_argument("--splits", nargs="*", default=None, help="split folders to answer (default: all but training)")
     p.add_argument("--quantization", default="auto", choices=["auto", "4bit", "none"],
                    help="auto: 4-bit nf4 on CUDA (as the paper), none (float32) on CPU")
-    p.add_argument("--crop_to_patches", action=argparse.BooleanOptionalAction, default=None,
-                   help="override the preset's tiling; only if the recipes did")
+    p.add_argument("--crop_to_patches", action="store_const", const=True, default=None,
+                   help="override the preset: tile each image (up to 12 tiles + a thumbnail); only if the recipes did "
+                        "(default: the preset's)")
+    add_option(p, "--no_crop_to_patches", aliases=("--no-crop_to_patches",), dest="crop_to_patches",
+               action="store_const", const=False, help="override the preset: one tile per image (default: the "
+                                                       "preset's)")
     p.add_argument("--system", default=None,
-                   help="override the preset's system prompt; must equal the recipes' default_system")
+                   help="override the preset's system prompt; must equal the recipes' default_system "
+                        "(default: the preset's)")
     p.add_argument("--num_shards", type=int, default=1,
                    help="split the work over N runs launched by hand: shard i writes <stem>.shard-<i>-of-<N>.json "
                         "(own journal and lock, so shards may share --output_dir); merge with merge_predictions.py. "
@@ -117,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "size is not seen: use --overwrite then); otherwise it stops naming what changed")
     p.add_argument("--images_dir", default=None,
                    help="where image zips are extracted when the input folder cannot be written (a read-only "
-                        "mount; default <output_dir>/.images)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
+                        "mount; default: <output_dir>/.images)")
     add_zip_limit_args(p)
+    add_common_args(p, progress=True)
     return p
 
 
@@ -134,14 +143,14 @@ def check_adapters(args):
     try:
         layout = find_adapters(args.adapters_dir) if args.adapters_dir else None
     except AdapterLayoutError as err:
-        raise SystemExit(f"--adapters_dir: {err}") from None
+        raise UserError(f"--adapters_dir: {err}") from None
     for line in describe(layout, args.routing):
         logger.info(line)
     needed = needed_adapters(args.routing)
     missing = list(needed) if layout is None else layout.missing(needed)
     if args.strict and missing:
         why = "; ".join(layout.absent.get(n, "not found") for n in missing) if layout else "no --adapters_dir"
-        raise SystemExit(f"--strict: adapter(s) {', '.join(missing)} missing ({why})")
+        raise UserError(f"--strict: adapter(s) {', '.join(missing)} missing ({why})")
     return layout
 
 
@@ -168,19 +177,19 @@ def make_generate(args):
 def main(argv: list[str] | None = None) -> dict:
     """Run inference; returns the summary that is also written to ``<output stem>.summary.json``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     if not 0 <= args.shard_index < args.num_shards:
-        raise SystemExit(f"--shard_index must be in [0, {args.num_shards}), got {args.shard_index}")
+        raise UserError(f"--shard_index must be in [0, {args.num_shards}), got {args.shard_index}")
     preset = get_preset(args.preset)
     multi_image = args.multi_image or preset.inference_images
     if args.routing == "router" and not args.router_dir:
-        raise SystemExit("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
+        raise UserError("--routing router needs --router_dir (or MEVLIP_ROUTER_DIR); or use --routing record/general")
     ranks = init_ranks(args.device)
     final = Path(args.output_dir) / args.output_filename
     folder_lock = None
     if ranks.distributed:
         if args.num_shards != 1:
-            raise SystemExit("inference.py: under torchrun the ranks are the shards; drop --num_shards/--shard_index")
+            raise UserError("under torchrun the ranks are the shards; drop --num_shards/--shard_index")
         if args.device.startswith("cuda"):
             args.device = f"cuda:{ranks.local_rank}"
         shard, output = (ranks.world_size, ranks.rank), rank_output(final, ranks.rank)
@@ -202,10 +211,10 @@ def main(argv: list[str] | None = None) -> dict:
         if ranks.rank == 0:
             barrier(ranks)
         if not the_plan.items:
-            raise SystemExit(f"no question files to answer under {args.base_dataset_path}")
+            raise UserError(f"no question files to answer under {args.base_dataset_path}")
         journal = Journal(journal_path(output), run_fingerprint(the_plan, vars(args)), args.overwrite)
     except (FileNotFoundError, ResumeError, ValueError) as err:
-        raise SystemExit(f"inference.py: {err}") from err
+        raise UserError(str(err)) from err
     router = None
     if args.routing == "router":
         from mevlip.router import Router, RouterError
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
             router = Router.from_pretrained(args.router_dir, device="cpu" if args.device == "cpu" else args.device,
                                             scoring=args.router_scoring)
         except RouterError as err:
-            raise SystemExit(f"--router_dir: {err}") from None
+            raise UserError(f"--router_dir: {err}") from None
         if args.threshold is not None:
             router.threshold = args.threshold
         logger.info("router %s: questions whose top %s score is below %.2f, and empty ones, go to the general adapter",
@@ -229,8 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         except (OSError, ValueError) as err:  # no such model folder, not a model, offline without a cached hub id
             journal.close()
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise SystemExit(f"inference.py: cannot load the model (--base_model {args.base_model}, --adapters_dir "
-                             f"{args.adapters_dir}): {first}") from None
+            raise UserError(f"cannot load the model (--base_model {args.base_model}, --adapters_dir "
+                            f"{args.adapters_dir}): {first}") from None
         stats = run(the_plan, generate, routes, journal, loaded, args.batch_size, shard,
                     progress=not args.no_progress, postprocessing=preset.postprocess)
     journal.close()
@@ -266,4 +275,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -2,7 +2,8 @@
 
     python inference.py ... --output_dir out --num_shards 2 --shard_index 0   # and, at once or elsewhere, index 1
     python merge_predictions.py --base_dataset_path <data> \\
-        --inputs out/predictions.shard-0-of-2.json out/predictions.shard-1-of-2.json --output out/predictions.json
+        --inputs out/predictions.shard-0-of-2.json out/predictions.shard-1-of-2.json \\
+        --output_file out/predictions.json
 
 Shard ``i`` of ``N`` writes ``predictions.shard-<i>-of-<N>.json`` with its own journal and lock, so shards may
 share one ``--output_dir`` (or use one each: copy each shard's files whole, journal included). Its ``.details.jsonl``
@@ -23,28 +24,37 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.inference import merge_shards, plan
 from mevlip.prompts import MULTI_IMAGE_MODES
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Merge shard outputs; prints and returns the summary."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    p = make_parser(__doc__)
     p.add_argument("--base_dataset_path", required=True, help="the same dataset root the shards answered")
     p.add_argument("--inputs", nargs="+", required=True, help="the shards' predictions.json files")
-    p.add_argument("--output", required=True, help="merged predictions.json")
-    p.add_argument("--splits", nargs="*", default=None, help="the --splits the shards were run with (default: all)")
+    add_option(p, "--output_file", aliases=("--output",), required=True, help="merged predictions.json to write")
+    p.add_argument("--splits", nargs="*", default=None,
+                   help="the --splits the shards were run with (default: all but training)")
     p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
                    help="the --multi_image the shards were run with")
-    args = p.parse_args(argv)
+    add_common_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Merge shard outputs; prints and returns the summary."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
     try:  # a missing shard file, a record missing or doubled, shards of two configurations: one line
         summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs,
-                               Path(args.output))
+                               Path(args.output_file))
     except (OSError, ValueError) as err:
-        raise SystemExit(f"merge_predictions.py: {err}") from None
+        raise UserError(str(err)) from None
     print(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

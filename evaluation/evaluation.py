@@ -25,6 +25,7 @@ try:
 except ImportError:  # pragma: no cover - only without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging  # noqa: E402
 from mevlip.flare import SPLITS, VALIDATION_SPLITS, FlareDataError  # noqa: E402
 from mevlip.metrics.evaluate import EvalConfig, evaluate  # noqa: E402
 from mevlip.metrics.green_llm import DEFAULT_GREEN_MODEL  # noqa: E402
@@ -37,7 +38,7 @@ logger = logging.getLogger("evaluation")
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--base_dataset_path", required=True,
                         help="FLARE dataset root (holds validation-public/, validation-hidden/, ...)")
     parser.add_argument("--prediction_file", required=True, help="predictions.json: a JSON list of records")
@@ -57,19 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="strict profile: cap on one sample's absolute counting/regression error")
     parser.add_argument("--green_model", nargs="?", const=DEFAULT_GREEN_MODEL, default=None,
                         help=f"also compute real GREEN with this judge (hub id or folder; flag alone: "
-                             f"{DEFAULT_GREEN_MODEL}); needs a GPU in practice")
+                             f"{DEFAULT_GREEN_MODEL}); needs a GPU in practice (default: off)")
     parser.add_argument("--green_batch_size", type=int, default=8, help="GREEN judge batch size")
     parser.add_argument("--green_max_length", type=int, default=2048, help="GREEN prompt+generation length")
     parser.add_argument("--green_max_new_tokens", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = add_common_args(parser)
+    common.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling of --log_level DEBUG
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the evaluation; returns 0, or 2 for unusable input (the message names the file)."""
+    """Run the evaluation; returns 0 (unusable input raises :class:`mevlip.cli.UserError` naming the file)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = EvalConfig(base_dataset_path=args.base_dataset_path, prediction_file=args.prediction_file,
@@ -78,18 +80,15 @@ def main(argv: list[str] | None = None) -> int:
                             green_model=args.green_model, green_batch_size=args.green_batch_size,
                             green_max_length=args.green_max_length, green_max_new_tokens=args.green_max_new_tokens)
     except ValueError as err:  # a bad flag value
-        logger.error("%s", err)
-        return 2
+        raise UserError(str(err)) from None
     try:
         results, rows = evaluate(config, provenance())
     except (PredictionFileError, FlareDataError, FileNotFoundError) as err:
-        logger.error("%s", err)
-        return 2
+        raise UserError(str(err)) from None
     try:
         paths = write_outputs(results, rows, args.output_dir, args.output_filename)
     except OSError as err:  # a read-only or full output folder
-        logger.error("cannot write the outputs into %s: %s", args.output_dir, err)
-        return 2
+        raise UserError(f"cannot write the outputs into {args.output_dir}: {err}") from None
     for task, row in results["primary_metrics"].items():  # with how many answers each figure rests on
         logger.info("%-28s %-20s n=%-5d missing=%-5d %s", task, row["metric"], row["n"], row["n_missing"],
                     "  ".join(f"{p}={row[p]} (scored {row[p + '_n_scored']}, unparsable {row[p + '_n_unparsable']})"
@@ -103,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

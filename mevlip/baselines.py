@@ -5,7 +5,7 @@ set (multi-label), the mean training box (detection), the mean box of each insta
 of times (instance detection), the training mean (counting, regression) and the most frequent sentence (report
 generation). A model that does not beat it has not learned to read the image.
 
-    python -m mevlip.baselines --dataset_root <FLARE root> --output predictions_constant.json
+    python -m mevlip.baselines --base_dataset_path <FLARE root> --output_file predictions_constant.json
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from mevlip.answers import (
     parse_instances,
     parse_number,
 )
-from mevlip.flare import VALIDATION_SPLITS, discover, iter_records
+from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.flare import VALIDATION_SPLITS, FlareDataError, discover, iter_records
 from mevlip.tasks import normalize_task_type
 
 
@@ -64,26 +65,42 @@ def predict(constants: dict[tuple[str, str], str], root: str | Path, splits=VALI
     for qfile in discover(root, splits, gt="exclude"):
         if qfile.kind == "train":
             continue
-        for record in json.loads(qfile.path.read_text(encoding="utf-8")):
+        try:
+            records = json.loads(qfile.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+            raise FlareDataError(f"{qfile.path}: cannot read questions ({type(err).__name__}: {err})") from err
+        for record in records:
             task = normalize_task_type(record["TaskType"])
             out.append({**record, "Answer": constants.get((qfile.dataset, task), "")})
     return out
 
 
+PROG = "python -m mevlip.baselines"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    p = make_parser(__doc__, prog=PROG)
+    add_option(p, "--base_dataset_path", aliases=("--dataset_root",), required=True,
+               help="FLARE-format root (its training split gives the constants)")
+    p.add_argument("--splits", nargs="*", default=list(VALIDATION_SPLITS), help="splits to predict")
+    add_option(p, "--output_file", aliases=("--output",), required=True, help="predictions.json to write")
+    add_common_args(p)
+    return p
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Fit on the training split, predict the validation splits, write the predictions file."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset_root", required=True, help="FLARE-format root (training split used for the constants)")
-    p.add_argument("--splits", nargs="*", default=list(VALIDATION_SPLITS), help="splits to predict")
-    p.add_argument("--output", required=True)
-    args = p.parse_args(argv)
-    constants = fit_constants(args.dataset_root)
-    predictions = predict(constants, args.dataset_root, args.splits)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(predictions)} constant predictions ({len(constants)} dataset/task constants) to {args.output}")
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    constants = fit_constants(args.base_dataset_path)
+    predictions = predict(constants, args.base_dataset_path, args.splits)
+    Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output_file).write_text(json.dumps(predictions, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(predictions)} constant predictions ({len(constants)} dataset/task constants) to "
+          f"{args.output_file}")
     return predictions
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, prog=PROG)

@@ -1,6 +1,6 @@
 """The LLaMA-Factory training recipes, generated from one base dict so that the eight adapters stay in sync.
 
-``python -m mevlip.recipes --out llama_factory_internvl/examples`` (re)writes every YAML under ``examples/`` and
+``python -m mevlip.recipes --output_dir llama_factory_internvl/examples`` (re)writes every YAML under ``examples/`` and
 ``examples/deepspeed/ds_z2_config.json``; ``tests/test_recipes.py`` checks that the committed files equal what
 this module produces and that LLaMA-Factory parses each one. Paths inside the recipes are relative to
 ``llama_factory_internvl/``, the folder the README runs ``llamafactory-cli`` from (as LLaMA-Factory's own
@@ -26,6 +26,7 @@ import json
 import logging
 from pathlib import Path
 
+from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.presets import DEFAULT_PRESET, GENERAL_DATASET, TRAINING_PRESETS, training_preset
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, get_task
 
@@ -371,16 +372,23 @@ def write_all(examples_dir: str | Path) -> list[Path]:
     return written
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser("Write the LLaMA-Factory recipes under examples/.", prog="python -m mevlip.recipes")
+    add_option(parser, "--output_dir", aliases=("--out",), default="llama_factory_internvl/examples",
+               help="the examples folder")
+    add_common_args(parser)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: regenerate the recipes."""
-    parser = argparse.ArgumentParser(description="Write the LLaMA-Factory recipes under examples/.")
-    parser.add_argument("--out", default="llama_factory_internvl/examples", help="the examples folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    for path in write_all(args.out):
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    for path in write_all(args.output_dir):
         logger.info("wrote %s", path)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main, prog="python -m mevlip.recipes")

@@ -78,7 +78,13 @@ def find_recipes(recipe_dir: str | os.PathLike) -> dict[str, Path]:
         raise FileNotFoundError(f"recipe folder {recipe_dir} does not exist")
     found: dict[str, Path] = {}
     for path in sorted(recipe_dir.glob("*.yaml")):
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = " ".join(str(err).split())
+            raise ValueError(f"{path}: not a readable YAML recipe ({type(err).__name__}: {reason})") from None
+        if not isinstance(recipe, dict):
+            raise ValueError(f"{path}: expected a mapping of LLaMA-Factory arguments, got {type(recipe).__name__}")
         if recipe.get("finetuning_type") != "lora":
             continue
         try:
@@ -89,6 +95,39 @@ def find_recipes(recipe_dir: str | os.PathLike) -> dict[str, Path]:
             raise ValueError(f"{found[adapter]} and {path} both train the {adapter} adapter")
         found[adapter] = path
     return found
+
+
+def _looks_like_folder(value: str) -> bool:
+    """A ``model_name_or_path`` meant as a local folder: absolute, ``./``/``../``/``~``, or 2+ path parts (a hub id
+    is ``name`` or ``org/name``)."""
+    return (Path(value).is_absolute() or value.startswith(("./", "../", "~")) or "\\" in value
+            or value.count("/") >= 2)
+
+
+def check_base_model(recipe: Path, recipe_model: object, model: str | os.PathLike | None, extra: dict,
+                     workdir: Path) -> None:
+    """Refuse, before any training starts, a base model meant as a local folder that is not there.
+
+    The value is ``extra["model_name_or_path"]`` (``--set``), else ``model`` (``--model``), else the recipe's; a
+    relative one may be relative to the current folder (``--model``) or to ``workdir`` (where LLaMA-Factory runs).
+    A hub id (``org/name``) passes: LLaMA-Factory resolves it.
+
+    Raises:
+        FileNotFoundError: naming the recipe or flag that gave the value, and the value.
+    """
+    if "model_name_or_path" in extra:
+        value, source = str(extra["model_name_or_path"]), "--set model_name_or_path"
+    elif model is not None:
+        value, source = str(model), "--model"
+    elif recipe_model is not None:
+        value, source = str(recipe_model), str(recipe)
+    else:
+        raise FileNotFoundError(f"{recipe}: no model_name_or_path; pass --model")
+    here = Path(value).expanduser()
+    if here.is_dir() or (workdir / here).is_dir() or not (_looks_like_folder(value) or here.exists()):
+        return
+    raise FileNotFoundError(f"{source}: model folder {value} not found (relative paths are relative to {workdir}); "
+                            "build it first (make_standin_model.py for the stand-in) or pass --model")
 
 
 def is_trained(folder: str | os.PathLike) -> bool:
@@ -232,7 +271,10 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
 
     Raises:
         AdapterTrainingError: naming the first adapter whose training failed or left no adapter files.
-        ValueError: a selected adapter has no recipe in ``recipe_dir``, or ``report_to`` cannot be used.
+        ValueError: a selected adapter has no recipe in ``recipe_dir``, a recipe does not parse, or ``report_to``
+            cannot be used.
+        FileNotFoundError: ``recipe_dir`` or a base model folder (:func:`check_base_model`) is not there; checked
+            before any adapter trains.
     """
     if report_to is not None:
         check_report_to(report_to)
@@ -247,6 +289,10 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
     workdir = Path(workdir).resolve()
     adapters_dir = Path(adapters_dir).resolve()
     cli = list(cli) if cli is not None else default_cli()
+    for adapter in adapters:  # every base model is there before the first adapter trains
+        if overwrite or not is_trained(adapters_dir / adapter):
+            check_base_model(recipes[adapter], _recipe_value(recipes[adapter], "model_name_or_path"), model,
+                             extra or {}, workdir)
 
     runs: list[AdapterRun] = []
     for adapter in adapters:
@@ -296,6 +342,12 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
         logger.info("%s: trained in %.0f s -> %s%s", adapter, seconds, out, "" if run.plot else " (no loss plot)")
         runs.append(run)
     return runs
+
+
+def _recipe_value(recipe: Path, key: str) -> object:
+    import yaml
+
+    return (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get(key)
 
 
 def _overrides(recipe: Path, out: Path, model, dataset_dir, max_steps, overwrite, extra) -> dict:

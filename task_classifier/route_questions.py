@@ -1,7 +1,7 @@
 """Route questions with a trained task router and write, per question, the task type, its score and the adapter.
 
     python task_classifier/route_questions.py --router_dir task_classifier/model \\
-        --questions DATA_ROOT/validation-public --output routed.json
+        --questions DATA_ROOT/validation-public --output_file routed.json
 
 ``--router_dir`` takes our router folder (``train_task_classifier.py``) or a plain GLiClass folder such as the authors'
 release ``MaiAShaaban/flare-gliclass-small-v1.0``. Scores are a softmax over the labels by default, as the original
@@ -20,12 +20,15 @@ import json
 import logging
 from pathlib import Path
 
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.flare import SPLITS, FlareDataError, discover, load_records
-from mevlip.router import SCORINGS, Router, RouterError
 from mevlip.router_report import confusion_markdown, summarize
 from mevlip.tasks import normalize_task_type
 
 logger = logging.getLogger("route_questions")
+#: ``mevlip.router.SCORINGS``; the router (torch, gliclass) is imported only to route, so that ``--help`` and a bad
+#: input answer at once (tests/test_cli.py checks the two stay equal).
+SCORINGS = ("softmax", "sigmoid")
 
 
 def _split_root(path: Path) -> tuple[Path, list[str] | None]:
@@ -73,27 +76,30 @@ def _from_records(path, loaded) -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--router_dir", required=True,
                         help="router folder written by train_task_classifier.py, or a plain GLiClass folder "
                              "(the authors' release)")
     parser.add_argument("--questions", nargs="+", required=True,
                         help="question files, FLARE roots/split folders, router sets or JSON lists of strings")
-    parser.add_argument("--output", default="routed.json", help="JSON list, one entry per question")
-    parser.add_argument("--threshold", type=float, default=None, help="override the router's routing threshold")
+    add_option(parser, "--output_file", aliases=("--output",), default="routed.json",
+               help="JSON list to write, one entry per question")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="override the router's routing threshold (default: the router's)")
     parser.add_argument("--scoring", default="softmax", choices=SCORINGS,
-                        help="softmax over the labels (the original inference.py's single-label pipeline, default) "
+                        help="softmax over the labels (the original inference.py's single-label pipeline) "
                              "or a sigmoid per label (gliclass multi-label); the threshold applies to this score")
     parser.add_argument("--batch_size", type=int, default=64, help="questions per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_common_args(parser, progress=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Route, write ``--output`` and print accuracy when task types are known; returns a summary."""
+    """Route, write ``--output_file`` and print accuracy when task types are known; returns a summary."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(args.log_level)
     if args.threads > 0:
         import torch
 
@@ -101,13 +107,16 @@ def main(argv: list[str] | None = None) -> dict:
     try:  # an unreadable or unknown questions file: one line naming it
         entries = [e for p in args.questions for e in read_questions(p)]
     except FlareDataError as err:
-        raise SystemExit(f"route_questions: {err}") from None
+        raise UserError(str(err)) from None
+    from mevlip.router import Router, RouterError
+
     try:
         router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold,
                                         scoring=args.scoring)
     except RouterError as err:
-        raise SystemExit(f"route_questions: {err}") from None
-    routes = router.route([e["question"] for e in entries], batch_size=args.batch_size, progress=True)
+        raise UserError(str(err)) from None
+    routes = router.route([e["question"] for e in entries], batch_size=args.batch_size,
+                          progress=not args.no_progress)
     rows = []
     for e, r in zip(entries, routes, strict=True):
         row = {"source": e["source"], "index": e["index"], "Question": e["question"]}
@@ -117,14 +126,14 @@ def main(argv: list[str] | None = None) -> dict:
         row.update(TaskType=e["task_type"], true_task=true, task=r.task, score=round(r.score, 6), adapter=r.adapter,
                    scoring=router.scoring_name)
         rows.append(row)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output_file).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     fallback = sum(r.is_fallback for r in routes)
     empty = sum(r.task is None for r in routes)
     logger.info("routed %d questions -> %s (%d below threshold %.2f of the %s score, %d empty: general adapter)",
-                len(rows), args.output, fallback - empty, router.threshold, router.scoring_name, empty)
+                len(rows), args.output_file, fallback - empty, router.threshold, router.scoring_name, empty)
     summary = {"n": len(rows), "below_threshold": fallback - empty, "empty": empty, "scoring": router.scoring_name,
-               "output": args.output}
+               "output": args.output_file}
     known = [r for r in rows if r["true_task"]]
     if known:
         if any(r["true_task"] not in router.labels for r in known):
@@ -141,4 +150,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

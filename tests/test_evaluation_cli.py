@@ -14,6 +14,7 @@ import pytest
 from conftest_metrics import ground_truth_records, tiny_judge_dir, write_predictions  # noqa: F401
 from sklearn.metrics import balanced_accuracy_score
 
+from mevlip.cli import UserError
 from mevlip.metrics.green_rule import green_rule
 from mevlip.tasks import normalize_task_type
 
@@ -160,13 +161,13 @@ def test_garbage_answers_are_scored_not_fatal(root, tmp_path):
 
 
 @pytest.mark.parametrize("content,message", [("[{]", "not valid JSON"), ('{"predictions": []}', "JSON list")])
-def test_unusable_prediction_file_is_a_clear_error(root, tmp_path, caplog, content, message):
+def test_unusable_prediction_file_is_a_clear_error(root, tmp_path, content, message):
     bad = tmp_path / "bad_predictions.json"
     bad.write_text(content)
-    code = evaluation.main(["--base_dataset_path", str(root), "--prediction_file", str(bad),
-                            "--output_dir", str(tmp_path / "out"), "--bootstrap", "0"])
-    assert code == 2
-    assert message in caplog.text and str(bad) in caplog.text
+    with pytest.raises(UserError, match=message) as err:  # run_cli: one line, exit code 2 (tests/test_cli.py)
+        evaluation.main(["--base_dataset_path", str(root), "--prediction_file", str(bad),
+                         "--output_dir", str(tmp_path / "out"), "--bootstrap", "0"])
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out" / "metrics_predictions.json").exists()
 
 

@@ -429,7 +429,7 @@ def test_estimate_and_percentiles():
 def test_cli_defaults_resolve_from_the_script_file(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     args = _script().build_parser().parse_args([])
-    assert Path(args.dataset_root) == REPO / "original_dataset"
+    assert Path(args.base_dataset_path) == REPO / "original_dataset"
     assert Path(args.output_dir) == REPO / "llama_factory_internvl" / "data"
     assert args.splits == ["training"] and args.val_splits == []
     assert args.preset == "paper" and args.multi_image is None and args.answers is None  # None: the preset's

@@ -83,7 +83,7 @@ def test_clis_stop_with_one_line(router_dir, tmp_path):
     questions = tmp_path / "q.json"
     questions.write_text(json.dumps(["How many cells?"]))
     route = load_script("task_classifier/route_questions.py").main
-    with pytest.raises(SystemExit, match=r"^route_questions: .*" + REFUSED.format(key="encoder_config")) as err:
+    with pytest.raises(SystemExit, match=REFUSED.format(key="encoder_config")) as err:
         route(["--router_dir", str(crafted), "--questions", str(questions), "--output", str(tmp_path / "r.json")])
     assert "\n" not in str(err.value)
     auto_map = tmp_path / "auto_map"

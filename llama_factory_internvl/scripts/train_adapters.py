@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging
 from mevlip.recipes import ADAPTERS
 from mevlip.train import REPORTERS, AdapterTrainingError, train_adapters
 
@@ -32,20 +32,21 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--recipe_dir", required=True, help="folder of adapter recipes, e.g. examples/standin")
     parser.add_argument("--adapters_dir", required=True, help="where <adapter>/ folders are written")
-    parser.add_argument("--model", help="override model_name_or_path (base model or stand-in folder)")
-    parser.add_argument("--dataset_dir", help="override dataset_dir (folder with dataset_info.json)")
-    parser.add_argument("--max_steps", type=int, help="override max_steps (smoke runs)")
-    parser.add_argument("--only", help=f"comma-separated subset of: {','.join(ADAPTERS)}")
+    parser.add_argument("--model", help="override model_name_or_path: a base model folder (the stand-in) or a hub id "
+                                        "(default: the recipe's)")
+    parser.add_argument("--dataset_dir", help="override dataset_dir, the folder with dataset_info.json "
+                                              "(default: the recipe's)")
+    parser.add_argument("--max_steps", type=int, help="override max_steps, for smoke runs (default: the recipe's)")
+    parser.add_argument("--only", help=f"comma-separated subset of: {','.join(ADAPTERS)} (default: all eight)")
     parser.add_argument("--overwrite", action="store_true", help="retrain adapters that already exist")
     parser.add_argument("--set", dest="extra", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                         help="further recipe override, repeatable "
-                             "(e.g. deepspeed=examples/deepspeed/ds_z2_config.json)")
+                             "(e.g. deepspeed=examples/deepspeed/ds_z2_config.json) (default: none)")
     parser.add_argument("--workdir", help="folder the recipes' relative paths are relative to "
                                           "(default: the one holding examples/)")
     parser.add_argument("--report_to", choices=list(REPORTERS),
@@ -60,17 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true",
                         help="do not print LLaMA-Factory's output (progress bar, loss) on the console; "
                              "it still goes to <adapter>/mevlip_train.log")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (a user error raises :class:`mevlip.cli.UserError`)."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
     try:
         runs = train_adapters(args.recipe_dir, args.adapters_dir, model=args.model, dataset_dir=args.dataset_dir,
                               max_steps=args.max_steps, only=only, overwrite=args.overwrite,
                               extra=dict(args.extra), workdir=args.workdir, echo=not args.quiet,
                               report_to=args.report_to, save_steps=args.save_steps, resume=not args.no_resume)
-    except (AdapterTrainingError, ValueError, FileNotFoundError) as err:
-        logging.error("%s", err)
+    except AdapterTrainingError as err:  # a training run failed: not a user error, the log's last lines help
+        logging.getLogger("train_adapters").error("%s", err)
         return 1
+    except (ValueError, FileNotFoundError) as err:  # no recipe folder, a bad --only/--set, no model folder
+        raise UserError(str(err)) from None
     for run in runs:
         resumed = f"  (resumed from {Path(run.resumed_from).name})" if run.resumed_from else ""
         print(f"{run.adapter:28s} {run.status:8s} {run.seconds:8.1f} s  {run.output_dir}{resumed}")
@@ -78,4 +87,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
