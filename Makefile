@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 demo: $(STAMP)
-	$(PY) -m mevlip.demo $(if $(FRESH),--fresh,)
+	$(PY) -m mevlip.demo $(if $(FRESH),--fresh,) $(if $(SEEDS),--seeds $(SEEDS),)
 
 clean-demo:
 	rm -rf demo_output

@@ -12,9 +12,10 @@ Three kinds of check:
 * **Marked blocks**: ``<!--fig-block demo_output/data/prepare_stats.json prepare_summary-->`` before a fenced block:
   every line of the block that starts with ``[`` must be a line that the named renderer prints for that file
   (``prepare_summary``: what data preparation prints, ``mevlip.prepare_stats.format_summary``).
-* **The demo table** of ``README.md`` (columns named by ``mevlip.demo_report.MODE_TITLES``, rows by task title) and its
-  "beats the baseline on N of M tasks" against ``demo_output/results.json``, cell by cell, as the demo report writes
-  them.
+* **The demo table** of ``README.md`` (columns named by ``mevlip.demo_report.MODE_TITLES``, rows by task title),
+  cell by cell as the demo report writes them: ``mean [min, max]`` cells against the committed seeds reference
+  ``benchmarks/results/demo_seeds.json``; single figures (and "beats the baseline on N of M tasks") against
+  ``demo_output/results.json``.
 
 In the ``## Benchmarks`` section of ``README.md`` a table cell past the second column may hold no number without a
 marker, so a new figure cannot go in unchecked. A result file that is absent (``benchmarks/results/`` is not
@@ -161,8 +162,21 @@ def check_benchmarks_marked(readme: Path, root: Path, report: Report) -> None:
                 report.differ.append(f"{readme.relative_to(root)}:{number}: unmarked figure in {cell!r}")
 
 
-def check_demo_table(readme: Path, results_path: Path, root: Path, report: Report) -> None:
-    """The README's demo table and its "beats the baseline on N of M tasks" against ``demo_output/results.json``."""
+def seeds_cell(summary: dict, task: str, mode: str, higher: bool) -> str | None:
+    """How the seeds table writes one cell: ``mean [min, max]`` of the seeds reference, as ``seeds.md`` does."""
+    from mevlip.demo_report import _fmt
+
+    cell = summary.get(task, {}).get(mode)
+    if not cell:
+        return None
+    return f"{_fmt(cell['mean'], higher)} [{_fmt(cell['min'], higher)}, {_fmt(cell['max'], higher)}]"
+
+
+def check_demo_table(readme: Path, results_path: Path, root: Path, report: Report,
+                     seeds_path: Path | None = None) -> None:
+    """The README's demo table against ``demo_output/results.json`` (one run: a figure per cell, and the "beats the
+    baseline on N of M tasks" sentences), or, when its cells read ``mean [min, max]``, against the committed seeds
+    reference ``benchmarks/results/demo_seeds.json`` (``python -m mevlip.demo --seeds ...``)."""
     from mevlip.demo_report import MODE_TITLES, _fmt
     from mevlip.tasks import TASKS
 
@@ -173,11 +187,13 @@ def check_demo_table(readme: Path, results_path: Path, root: Path, report: Repor
     if header_at is None:
         report.unchecked.append(f"{name}: no demo table (a header with a {MODE_TITLES['constant']!r} column)")
         return
-    if not results_path.is_file():
+    seeds_table = header_at + 2 < len(lines) and "[" in lines[header_at + 2]
+    source = seeds_path if seeds_table and seeds_path is not None else results_path
+    if not source.is_file():
         report.unchecked.append(f"{name}:{header_at + 1}: the demo table needs "
-                                f"{results_path.relative_to(root)} (absent; `make demo` writes it)")
+                                f"{source.relative_to(root)} (absent; `make demo` writes it)")
         return
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results = json.loads(source.read_text(encoding="utf-8"))
     columns = {}
     for i, title in enumerate(_cells(lines[header_at])):
         mode = next((m for m, t in MODE_TITLES.items() if title.startswith(t)), None)
@@ -197,13 +213,17 @@ def check_demo_table(readme: Path, results_path: Path, root: Path, report: Repor
         for i, mode in columns.items():
             quoted = cells[i].replace("*", "").strip()
             if mode == "n":
-                expected = str(results.get("n", {}).get(task))
+                expected = str((results.get("n") or {}).get(task))
+            elif seeds_table:
+                expected = seeds_cell(results.get("summary", {}), task, mode, TASKS[task].higher_is_better)
             else:
                 value = results.get("metrics", {}).get(task, {}).get(mode)
                 expected = _fmt(value, TASKS[task].higher_is_better)
             where = f"{name}:{number + 1}: {TASKS[task].title} / {MODE_TITLES.get(mode, mode)}"
             (report.ok if quoted == expected else report.differ).append(
-                f"{where}: {quoted!r}" + ("" if quoted == expected else f" but results.json gives {expected!r}"))
+                f"{where}: {quoted!r}" + ("" if quoted == expected else f" but {source.name} gives {expected!r}"))
+    if seeds_table:  # the per-seed verdicts are marked figures (<!--fig ...demo_seeds.json verdicts.N...-->)
+        return
     learning = results.get("learning") or {}
     for number, line in enumerate(lines, 1):
         for m in BEATS.finditer(line):
@@ -213,7 +233,8 @@ def check_demo_table(readme: Path, results_path: Path, root: Path, report: Repor
                 f"{name}:{number}: {m[0]!r}" + ("" if same else f" but results.json has {beats} of {len(learning)}"))
 
 
-def check(root: Path = REPO, readmes=READMES, demo_results: str = "demo_output/results.json") -> Report:
+def check(root: Path = REPO, readmes=READMES, demo_results: str = "demo_output/results.json",
+          demo_seeds: str = "benchmarks/results/demo_seeds.json") -> Report:
     """Run every check over ``readmes`` (paths from ``root``); returns the report."""
     report, cache = Report(), {}
     for rel in readmes:
@@ -225,7 +246,7 @@ def check(root: Path = REPO, readmes=READMES, demo_results: str = "demo_output/r
     main_readme = root / readmes[0]
     if main_readme.is_file():
         check_benchmarks_marked(main_readme, root, report)
-        check_demo_table(main_readme, root / demo_results, root, report)
+        check_demo_table(main_readme, root / demo_results, root, report, root / demo_seeds)
     return report
 
 

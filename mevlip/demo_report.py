@@ -14,6 +14,10 @@ from pathlib import Path
 from mevlip.answers import parse_answer
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS, normalize_task_type
 
+REPO = Path(__file__).resolve().parents[1]
+#: The seeds summary the README quotes (``python -m mevlip.demo --seeds 0 1 2``, copied here); ``results.md`` of a
+#: one-seed run says where its figures fall in it.
+REFERENCE = REPO / "benchmarks" / "results" / "demo_seeds.json"
 MODE_TITLES = {"constant": "constant baseline", "untrained": "untrained stand-in", "base": "pre-trained, no adapter",
                "general": "general adapter", "router": "ME-VLIP (with TC)", "record": "oracle routing"}
 
@@ -193,7 +197,47 @@ def learning_section(metrics: dict[str, dict | None], validity: dict[str, dict],
     return rows
 
 
-def write_report(out: Path, times: dict[str, dict], settings) -> Path:
+def machine() -> str:
+    """The CPU model and core count, as the README's figures name their machine."""
+    import os
+    import platform
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.lower().startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{model or platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def reference_section(table: dict[str, dict], settings, reference: Path = REFERENCE) -> list[str]:
+    """Markdown lines: where this run's figures fall in the seeds reference the README quotes (``reference``, a
+    ``seeds.json`` from ``python -m mevlip.demo --seeds ...``), when it was made with the same preset and scale."""
+    ref = _load(reference)
+    if not ref or ref.get("preset") != settings.preset or ref.get("scale") != settings.scale:
+        return []
+    rows = [f"## Against the reference range ({len(ref['runs'])} seeds on {ref['machine']}, "
+            f"`{reference.relative_to(REPO) if reference.is_relative_to(REPO) else reference}`)", "",
+            "| task | column | this run | reference mean [min, max] | |", "|---|---|---|---|---|"]
+    outside = 0
+    for task in TASK_NAMES:
+        higher = TASKS[task].higher_is_better
+        for mode in ("constant", "general", "router"):
+            value, cell = table.get(task, {}).get(mode), ref["summary"].get(task, {}).get(mode)
+            if value is None or not cell:
+                continue
+            inside = cell["min"] - 1e-9 <= value <= cell["max"] + 1e-9
+            outside += not inside
+            rows.append(f"| {TASKS[task].title} | {MODE_TITLES[mode]} | {_fmt(value, higher)} | "
+                        f"{_fmt(cell['mean'], higher)} [{_fmt(cell['min'], higher)}, {_fmt(cell['max'], higher)}] | "
+                        f"{'inside' if inside else '**outside**'} |")
+    rows += ["", f"{outside} figure(s) outside the reference range." if outside else
+             "Every figure lies inside the reference range.", ""]
+    return rows
+
+
+def write_report(out: Path, times: dict[str, dict], settings, wall_seconds: float | None = None) -> Path:
     """Write ``results.md`` and its plots; returns its path."""
     metrics = {m: _load(out / "metrics" / m / "metrics_predictions.json") for m in MODE_TITLES}
     modes = [m for m in MODE_TITLES if metrics[m]]
@@ -207,9 +251,9 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     lines = [
         "# ME-VLIP demo results (synthetic data, stand-in model)", "",
         "**What this is:** the whole ME-VLIP pipeline run for real on the embedded default: mini-FLARE "
-        f"(`{settings.scale}` scale, seed {settings.seed}), a tiny InternVL3-architecture stand-in and a MiniLM GLiClass "
-        "router, all on CPU. It shows that every stage works and that training learns; it is **not** the paper's "
-        "medical result and says nothing about InternVL3-8B on FLARE.", "",
+        f"(`{settings.scale}` scale, data seed {settings.data_seed}), a tiny InternVL3-architecture stand-in and a "
+        f"MiniLM GLiClass router, all on CPU, training seed {settings.seed}. It shows that every stage works and that "
+        "training learns; it is **not** the paper's medical result and says nothing about InternVL3-8B on FLARE.", "",
         f"**Preset: `{settings.preset}`** (`mevlip.presets`; docs/fidelity.md): "
         + ("trained as the authors trained (one row per image, `<image> ` + question, no system turn, answers as "
            "given, their QLoRA recipe) and inferred in that same format." if settings.preset == "paper" else
@@ -260,10 +304,16 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
                                                     if scoring == "softmax" else " (option --router_scoring sigmoid)")
                      + f": top task right for {r['accuracy']:.1%} of {r['n']}, {r['fallback_rate']:.1%} below the "
                      f"{r['threshold']:g} threshold fall back to the general adapter")
-    lines += ["", "## Stage timings (2-core CPU)", "", "| stage | seconds | |", "|---|---|---|"]
+    lines += reference_section(table, settings)
+    cpu = machine()
+    lines += ["", f"## Stage timings ({cpu}; {settings.jobs} stage(s) at once)", "",
+              "| stage | seconds | threads | |", "|---|---|---|---|"]
     for name, info in times.items():
-        lines.append(f"| {name} | {info['seconds']:.0f} | {'cached from an earlier run' if info['cached'] else ''} |")
-    lines.append(f"| **total** | {sum(i['seconds'] for i in times.values()):.0f} | |")
+        lines.append(f"| {name} | {info['seconds']:.0f} | {info.get('threads') or ''} | "
+                     f"{'cached from an earlier run' if info['cached'] else ''} |")
+    lines.append(f"| **sum of stages** | {sum(i['seconds'] for i in times.values()):.0f} | | |")
+    if wall_seconds is not None:
+        lines.append(f"| **wall clock** | {wall_seconds:.0f} | | stages overlap |")
     plots = [metric_plot(out, table), loss_plot(out)]
     lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots if p]
     path = out / "results.md"
@@ -271,9 +321,200 @@ def write_report(out: Path, times: dict[str, dict], settings) -> Path:
     verdicts = {t: learning_verdict(metrics["router"]["primary_metrics"].get(t),
                                     metrics["constant"]["primary_metrics"].get(t), TASKS[t].higher_is_better)
                 for t in TASK_NAMES} if metrics.get("router") and metrics.get("constant") else {}
-    (out / "results.json").write_text(json.dumps({"preset": settings.preset, "metrics": table, "n": ns,
+    (out / "results.json").write_text(json.dumps({"preset": settings.preset, "scale": settings.scale,
+                                                  "seed": settings.seed, "data_seed": settings.data_seed,
+                                                  "threads": settings.threads,
+                                                  "pretrain_threads": settings.pretrain_threads,
+                                                  "machine": cpu, "wall_seconds": wall_seconds,
+                                                  "metrics": table, "n": ns, "ci95": ci95(metrics),
                                                   "times": times, "routing": routing,
                                                   "routing_by_scoring": by_scoring,
                                                   "validity": validity, "learning": verdicts}, indent=2,
                                                  default=str) + "\n")
     return path
+
+
+def ci95(metrics: dict[str, dict | None]) -> dict[str, dict[str, list | None]]:
+    """Per task and prediction mode: the bootstrap 95 % interval of the flare25 figure (``evaluation.py``)."""
+    result: dict[str, dict] = {t: {} for t in TASK_NAMES}
+    for mode, m in metrics.items():
+        for task, row in ((m or {}).get("primary_metrics") or {}).items():
+            if task in result and row.get("flare25_ci95"):
+                result[task][mode] = [_num(x) for x in row["flare25_ci95"]]
+    return result
+
+
+def _run_entry(results: dict, folder: Path | None = None) -> dict:
+    """One run of a seeds summary: what its ``results.json`` says, trimmed to what the summary needs."""
+    entry = {k: results.get(k) for k in ("seed", "data_seed", "threads", "pretrain_threads", "machine",
+                                         "wall_seconds", "metrics", "n", "learning")}
+    if folder is not None:
+        entry["folder"] = str(folder)
+    return entry
+
+
+def summarise_runs(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """Per task and column: mean, min and max of the flare25 figure over ``runs`` (finite values only; ``n`` says
+    how many runs had one)."""
+    summary: dict[str, dict[str, dict]] = {}
+    for task in TASK_NAMES:
+        for mode in MODE_TITLES:
+            values = [r["metrics"].get(task, {}).get(mode) for r in runs]
+            values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+            if values:
+                summary.setdefault(task, {})[mode] = {"mean": sum(values) / len(values), "min": min(values),
+                                                      "max": max(values), "n": len(values)}
+    return summary
+
+
+def seeds_markdown(doc: dict) -> str:
+    """``seeds.md``: the mean [min, max] table over runs, and every run's learning verdicts."""
+    runs, summary = doc["runs"], doc["summary"]
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    modes = [m for m in MODE_TITLES if any(m in summary.get(t, {}) for t in TASK_NAMES)]
+    lines = [f"# ME-VLIP demo over {len(runs)} runs (seeds {seeds})", "",
+             f"Preset `{doc['preset']}`, mini-FLARE `{doc['scale']}` (data seed {runs[0].get('data_seed')}); "
+             f"machine(s): {', '.join(sorted({str(r.get('machine')) for r in runs}))}; threads per process: "
+             f"{', '.join(sorted({str(r.get('threads')) for r in runs}))}. Each cell: mean [min, max] over the runs "
+             "of the flare25 figure on the validation splits (MAE: lower is better).", "",
+             "| task | metric | " + " | ".join(MODE_TITLES[m] for m in modes) + " |", "|---|---|" + "---|" * len(modes)]
+    for task in TASK_NAMES:
+        higher = TASKS[task].higher_is_better
+        cells = []
+        for m in modes:
+            c = summary.get(task, {}).get(m)
+            cells.append("n/a" if not c else f"{_fmt(c['mean'], higher)} [{_fmt(c['min'], higher)}, "
+                                             f"{_fmt(c['max'], higher)}]")
+        lines.append(f"| {TASKS[task].title} | {TASKS[task].metric} | " + " | ".join(cells) + " |")
+    lines += ["", "## Learning verdict per run (ME-VLIP with TC against the constant baseline)", "",
+              "| task | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |", "|---|" + "---|" * len(runs)]
+    for task in TASK_NAMES:
+        lines.append(f"| {TASKS[task].title} | " + " | ".join((r.get("learning") or {}).get(task, "n/a") for r in runs)
+                     + " |")
+    lines.append("| **beats clearly / below** | " + " | ".join(
+        f"{v['beats_clearly']} / {v['below']}" for v in doc["verdicts"]) + " |")
+    lines += ["", doc["verdict_line"], ""]
+    if doc.get("wall_seconds"):
+        lines.append(f"Wall clock of the seeds run: {doc['wall_seconds'] / 60:.1f} min.")
+    return "\n".join(lines) + "\n"
+
+
+def seeds_document(runs: list[dict], preset: str, scale: str, wall_seconds: float | None = None) -> dict:
+    """The seeds summary: runs, per-cell mean/min/max, and per run the verdict counts."""
+    verdicts = [{"seed": r["seed"],
+                 "beats_clearly": sum(v == "beats (clearly)" for v in (r.get("learning") or {}).values()),
+                 "below": sum(v.startswith("below") for v in (r.get("learning") or {}).values())} for r in runs]
+    holds = all(v["beats_clearly"] >= 5 and v["below"] == 0 for v in verdicts)
+    line = (f"In every run ME-VLIP beats the constant clearly on at least 5 of {len(TASK_NAMES)} tasks and is below it "
+            "on none." if holds else
+            "The verdict does NOT hold in every run (>= 5 tasks beaten clearly and none below): " + "; ".join(
+                f"seed {v['seed']}: {v['beats_clearly']} clearly, {v['below']} below" for v in verdicts))
+    machines = sorted({str(r.get("machine")) for r in runs})
+    return {"preset": preset, "scale": scale, "machine": " + ".join(machines), "wall_seconds": wall_seconds,
+            "n": runs[0].get("n") if runs else None, "runs": runs, "summary": summarise_runs(runs),
+            "verdicts": verdicts, "verdict_holds": holds, "verdict_line": line}
+
+
+def write_seeds_summary(out: Path, folders: dict[int, Path], wall_seconds: float | None = None) -> Path:
+    """Write ``out/seeds.json`` and ``out/seeds.md`` from each seed folder's ``results.json``; returns the .md."""
+    runs, first = [], None
+    for seed, folder in folders.items():
+        results = _load(folder / "results.json")
+        if results is None:
+            raise FileNotFoundError(f"{folder / 'results.json'}: missing (seed {seed} did not finish)")
+        first = first or results
+        runs.append(_run_entry(results, folder.relative_to(out) if folder.is_relative_to(out) else folder))
+    doc = seeds_document(runs, first["preset"], first.get("scale"), wall_seconds)
+    (out / "seeds.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    path = out / "seeds.md"
+    path.write_text(seeds_markdown(doc), encoding="utf-8")
+    return path
+
+
+def merge_seeds(files: list[Path], output: Path) -> Path:
+    """Pool the runs of several ``seeds.json`` or ``results.json`` files (other machines, other thread counts) into
+    one summary at ``output`` (.json + .md); returns the .md path."""
+    runs, docs = [], []
+    for f in files:
+        doc = _load(Path(f))
+        if doc is None:
+            raise FileNotFoundError(f"{f}: no such file")
+        if not isinstance(doc, dict) or not ("runs" in doc or "metrics" in doc):
+            raise ValueError(f"{f}: neither a seeds.json nor a results.json (no 'runs', no 'metrics')")
+        docs.append(doc)
+        runs += doc["runs"] if "runs" in doc else [_run_entry(doc)]
+    presets = {d.get("preset") for d in docs}
+    if len(presets) > 1:
+        raise ValueError(f"cannot merge runs of different presets: {sorted(map(str, presets))}")
+    doc = seeds_document(runs, docs[0].get("preset"), docs[0].get("scale"))
+    output = Path(output).with_suffix("")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    output.with_suffix(".md").write_text(seeds_markdown(doc), encoding="utf-8")
+    return output.with_suffix(".md")
+
+
+def compare_runs(a: dict, b: dict) -> list[dict]:
+    """Per task and column, the two runs' figures and their difference (``b - a``)."""
+    rows = []
+    for task in TASK_NAMES:
+        for mode in MODE_TITLES:
+            x, y = a["metrics"].get(task, {}).get(mode), b["metrics"].get(task, {}).get(mode)
+            if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(x) and math.isfinite(y):
+                rows.append({"task": task, "mode": mode, "a": x, "b": y, "diff": y - x})
+    return rows
+
+
+def build_parser():
+    """The command-line options."""
+    from mevlip.cli import add_common_args, add_option, make_parser
+
+    parser = make_parser("Pool demo runs into one mean [min, max] table (--merge), or compare two runs figure by "
+                         "figure (--compare).", prog="python -m mevlip.demo_report")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="seeds.json / results.json files whose runs to pool into one mean [min, max] table "
+                             "(default: none)")
+    add_option(parser, "--output_file", aliases=("--output",), type=Path, default=Path("demo_output/merged_seeds"),
+               help="where --merge writes <output_file>.json and <output_file>.md")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                        help="two results.json files: print each figure of both and their difference (B - A) "
+                             "(default: none)")
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mevlip.demo_report --merge A/seeds.json B/results.json --output_file merged`` or
+    ``--compare A/results.json B/results.json``."""
+    from mevlip.cli import UserError, setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    if not args.merge and not args.compare:
+        parser.error("give --merge or --compare")
+    for path in [*(args.merge or []), *(args.compare or [])]:
+        try:
+            if _load(path) is None:
+                raise UserError(f"{path}: no such file")
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: not a results/seeds JSON file ({err})") from err
+    try:
+        if args.merge:
+            print(f"wrote {merge_seeds(args.merge, args.output_file)}")
+        if args.compare:
+            a, b = (_load(p) for p in args.compare)
+            print(f"| task | column | {args.compare[0]} | {args.compare[1]} | difference |\n|---|---|---|---|---|")
+            for r in compare_runs(a, b):
+                higher = TASKS[r["task"]].higher_is_better
+                print(f"| {TASKS[r['task']].title} | {MODE_TITLES[r['mode']]} | {_fmt(r['a'], higher)} | "
+                      f"{_fmt(r['b'], higher)} | {r['diff']:+.3f} |")
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise UserError(str(err)) from err
+    return 0
+
+
+if __name__ == "__main__":
+    from mevlip.cli import run_cli
+
+    run_cli(main, prog="python -m mevlip.demo_report")

@@ -41,9 +41,11 @@ SCRIPTS = {
     "bench_synth": "benchmarks/bench_synth.py",
     "check_readme_figures": "benchmarks/check_readme_figures.py",
     "gpu_check": "benchmarks/gpu_check_internvl3_8b.py",
+    "demo": "mevlip.demo",
+    "demo_report": "mevlip.demo_report",
 }
 #: Not yet on the convention (being edited elsewhere; issue #17 item 2 lists what each needs).
-NOT_YET = {"task_classifier/train_task_classifier.py", "mevlip/demo.py", "mevlip/demo_report.py"}
+NOT_YET = {"task_classifier/train_task_classifier.py"}
 #: Scripts whose --help and user errors are checked in a subprocess (the benchmarks that import torch at the top
 #: are checked in-process only, to keep this module fast).
 LIGHT = [name for name in SCRIPTS if name not in ("bench_inference", "bench_router")]
@@ -283,6 +285,8 @@ def _user_error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "bench_synth": (["--output_dir", tmp / "file" / "sub", "--scale", "tiny"], str(tmp / "file" / "sub")),
         "bench_prepare": (["--base_dataset_path", nowhere], str(nowhere)),
         "check_readme_figures": (["--root", nowhere], str(nowhere)),
+        "demo": (["--quick", "--output_dir", tmp / "file" / "sub"], str(tmp / "file" / "sub")),
+        "demo_report": (["--compare", tmp / "bad.json", tmp / "bad.json"], str(tmp / "bad.json")),
     }
 
 

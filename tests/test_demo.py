@@ -12,7 +12,8 @@ from mevlip import demo
 from mevlip.demo_report import MODE_TITLES
 from mevlip.tasks import TASK_NAMES
 
-STAGES = ["mini_flare", "prepare", "standin", "pretrain", "adapters", "router"] + [
+STAGES = ["mini_flare", "mini_flare_pretrain", "prepare", "prepare_pretrain", "standin", "pretrain", "router"] + [
+    f"adapter_{name}" for name in ("general", *TASK_NAMES)] + [
     f"{step}_{mode}" for mode, _ in demo.MODES for step in ("predict", "evaluate")]
 
 
@@ -29,7 +30,8 @@ def test_every_stage_ran_and_left_its_artefacts(quick_demo):
     out, stdout = quick_demo
     for stage in STAGES:
         assert f"=== [{stage}] done in" in stdout, stage
-        assert (out / ".stages" / f"{stage}.json").is_file()
+        stamp = json.loads((out / ".stages" / f"{stage}.json").read_text())
+        assert stamp["threads"] == 1, stage  # fixed, whatever the machine
     assert json.loads((out / "mini_flare" / "mini_flare.json").read_text())["synthetic"] is True
     for name in ("general", *TASK_NAMES):
         assert (out / "adapters" / name / "adapter_config.json").is_file(), name
@@ -84,9 +86,9 @@ def test_rerun_skips_up_to_date_stages_and_redoes_changed_ones(quick_demo, tmp_p
     pipeline_times = {}
 
     class Recorder(demo.Pipeline):
-        def stage(self, name, commands, deps=(), outputs=(), inputs=()):
-            super().stage(name, commands, deps, outputs, inputs)
-            pipeline_times[name] = self.times[name]
+        def run(self):
+            pipeline_times.update(super().run())
+            return self.times
 
     original = demo.Pipeline
     demo.Pipeline = Recorder
@@ -142,3 +144,69 @@ def test_learning_verdict_uses_the_models_interval():
     assert learning_verdict({"flare25": 12.0, "flare25_ci95": [None, None]}, mae, False) == "below (within noise)"
     assert learning_verdict({"flare25": 0.0}, {"flare25": 0.0}, True) == "ties"
     assert learning_verdict(None, const, True) == "n/a"
+
+
+def test_stages_run_two_at_once_after_their_dependencies(tmp_path):
+    """With jobs=2, stage a waits for a file that stage b writes: it passes only if both run at the same time;
+    stage c depends on both and must see both files. With jobs=1 the same wait times out and a is named."""
+    flag, seen = tmp_path / "b_started", tmp_path / "c_saw"
+    wait_for_b = ("import pathlib, sys, time\n"
+                  f"for _ in range(600):\n    if pathlib.Path({str(flag)!r}).exists(): sys.exit(0)\n"
+                  "    time.sleep(0.1)\nsys.exit(7)")
+    c_check = (f"import pathlib; pathlib.Path({str(seen)!r}).write_text("
+               f"str(pathlib.Path({str(flag)!r}).exists() and pathlib.Path({str(tmp_path / 'a_done')!r}).exists()))")
+    for jobs in (2, 1):
+        flag.unlink(missing_ok=True)
+        p = demo.Pipeline(demo.Settings(tmp_path / f"p{jobs}"), jobs=jobs)
+        a = p.add("a", [[sys.executable, "-c", wait_for_b], [sys.executable, "-c",
+                                                            f"open({str(tmp_path / 'a_done')!r}, 'w')"]])
+        b = p.add("b", [[sys.executable, "-c", f"open({str(flag)!r}, 'w')"]])
+        p.add("c", [[sys.executable, "-c", c_check]], deps=(a, b))
+        if jobs == 2:
+            times = p.run()
+            assert set(times) == {"a", "b", "c"} and seen.read_text() == "True"
+        else:
+            with pytest.raises(demo.StageFailed, match=r"stage 'a' failed \(exit 7\)"):
+                p.run()
+            assert "c" not in p.times  # nothing starts after a failure
+    with pytest.raises(ValueError, match="undeclared"):
+        demo.Pipeline(demo.Settings(tmp_path / "q")).add("x", [], deps=("nope",))
+
+
+def test_each_stage_gets_its_fixed_thread_count(tmp_path):
+    p = demo.Pipeline(demo.Settings(tmp_path / "p", threads=1))
+    show = "import os, torch; print('threads', os.environ['OMP_NUM_THREADS'], torch.get_num_threads())"
+    p.add("one", [[sys.executable, "-c", show]])
+    p.add("three", [[sys.executable, "-c", show]], threads=3)
+    p.run()
+    assert "threads 1 1" in (tmp_path / "p" / "logs" / "one.log").read_text()
+    assert "threads 3 " in (tmp_path / "p" / "logs" / "three.log").read_text()  # torch caps it at the core count
+
+
+def test_seeds_mode_shares_the_data_and_passes_each_seed_to_every_training(tmp_path):
+    """Declared, not run: the stages of two seeds, their folders, seeds and dependencies."""
+    settings = demo.Settings(tmp_path / "out", scale="tiny")
+    p = demo.Pipeline(settings)
+    data = demo.add_data_stages(p, settings, settings.out)
+    for seed in (0, 3):
+        folder = demo.seed_dir(settings.out, seed)
+        demo.add_seed_stages(p, demo.replace(settings, seed=seed), settings.out, folder, data,
+                             "" if seed == 0 else f"seed_{seed}/")
+    assert demo.seed_dir(settings.out, 3) == settings.out / "seeds" / "seed_3"
+    keys = set(p.stages)
+    assert {k for k in keys if "mini_flare" in k} == {"mini_flare", "mini_flare_pretrain"}  # drawn once
+    assert {"pretrain", "seed_3/pretrain", "seed_3/adapter_counting", "seed_3/evaluate_router"} <= keys
+    for key, seed in (("standin", "0"), ("seed_3/standin", "3")):
+        cmd = p.stages[key].commands[0]
+        assert cmd[cmd.index("--seed") + 1] == seed
+    assert "seed=3" in p.stages["seed_3/pretrain"].commands[0]
+    adapter = p.stages["seed_3/adapter_general"].commands[0]
+    assert adapter[adapter.index("--set") + 1] == "seed=3" and adapter[adapter.index("--only") + 1] == "general"
+    router = p.stages["seed_3/router"].commands[0]
+    assert router[router.index("--seed") + 1] == "3"
+    assert str(settings.out / "seeds" / "seed_3" / "adapters") in adapter
+    assert str(settings.out / "data") in adapter  # the shared preparation
+    assert p.stages["seed_3/pretrain"].deps == ("prepare_pretrain", "seed_3/standin")
+    assert set(p.stages["seed_3/predict_router"].deps) == {f"seed_3/adapter_{n}" for n in ("general", *TASK_NAMES)} | {
+        "seed_3/router"}
+    assert p.stages["seed_3/pretrain"].threads == 1 and p.stages["seed_3/router"].threads == 1

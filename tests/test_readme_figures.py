@@ -122,3 +122,30 @@ def test_missing_result_files_are_listed_not_passed(repo):
 def test_a_key_the_file_lacks_fails(repo):
     report = _run(repo, _readme().replace("bi-encoder.speedup", "uni-encoder.speedup"))
     assert any("has no key 'uni-encoder.speedup'" in line for line in report.differ)
+
+
+def test_a_seeds_table_is_checked_against_the_committed_seeds_reference(repo):
+    """Cells written `mean [min, max]` come from benchmarks/results/demo_seeds.json, not from one demo run."""
+    summary = {t: {"constant": {"mean": 0.1, "min": 0.1, "max": 0.1},
+                   "router": {"mean": 0.6, "min": 0.55, "max": 0.65}} for t in TASK_NAMES}
+    (repo / "benchmarks" / "results" / "demo_seeds.json").write_text(json.dumps(
+        {"summary": summary, "n": {t: 40 for t in TASK_NAMES}, "runs": []}))
+    header = "| task | metric | n | " + " | ".join(MODE_TITLES[m] for m in ("constant", "router")) + " |"
+
+    def readme(router_cell):
+        rows = []
+        for t in TASK_NAMES:  # as seeds.md writes them: 3 decimals, 2 for MAE
+            f = "{:.3f}" if TASKS[t].higher_is_better else "{:.2f}"
+            cell = router_cell if t == "classification" else \
+                f"{f.format(0.6)} [{f.format(0.55)}, {f.format(0.65)}]"
+            rows.append(f"| {TASKS[t].title} | m | 40 | {f.format(0.1)} [{f.format(0.1)}, {f.format(0.1)}] | {cell} |")
+        return f"# X\n\n{header}\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+
+    report = _run(repo, readme("0.600 [0.550, 0.650]"))
+    assert not report.differ and sum("Classification" in line for line in report.ok) == 3  # n, constant, router
+    report = _run(repo, readme("0.600 [0.500, 0.650]"))  # a min the reference does not have
+    assert report.differ == ["README.md:5: Classification / ME-VLIP (with TC): '0.600 [0.500, 0.650]' but "
+                             "demo_seeds.json gives '0.600 [0.550, 0.650]'"]
+    (repo / "benchmarks" / "results" / "demo_seeds.json").unlink()
+    report = _run(repo, readme("0.600 [0.550, 0.650]"))
+    assert any("benchmarks/results/demo_seeds.json (absent" in line for line in report.unchecked)

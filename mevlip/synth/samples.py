@@ -310,13 +310,14 @@ LESION_DET_QUESTIONS = {  # each dataset words its questions its own way (flare_
 
 
 def lesion_det(task_type: str, target: str, dataset: str) -> Callable[[np.random.Generator], Group]:
-    """Breast ultrasound with 1-3 bright lesions (BUSI-det can hold several); boxes as a JSON list."""
+    """Breast ultrasound with 1-3 bright lesions (BUSI-det can hold several); boxes as a JSON list. Lesions are
+    14-30 px in a 64 px image, so that a box spans at least one of the stand-in's four image tokens."""
 
     def make(rng: np.random.Generator) -> Group:
         image, draw = background(rng, (64, 64), (35, 35, 35), noise=14)
         boxes: list[list[int]] = []
-        for _ in range(1 + int(rng.choice(3, p=[0.6, 0.3, 0.1]))):
-            box = random_box(rng, (64, 64), 8, 20, 8, 18, avoid=boxes)
+        for _ in range(1 + int(rng.choice(3, p=[0.75, 0.2, 0.05]))):
+            box = random_box(rng, (64, 64), 14, 30, 14, 28, avoid=boxes)
             draw.ellipse(box, fill=jitter(rng, (225, 225, 225)))
             boxes.append(box)
         boxes.sort()
@@ -370,14 +371,21 @@ def chromosome(rng: np.random.Generator, whole: bool = True) -> Group:
 
 
 # ----------------------------------------------------------------------------------------------- numbers
+CELL_SLOTS = 12  # a 12 x 12 grid of 8 px slots covers the 96 px microscopy image
+
+
 def cell(rng: np.random.Generator) -> Group:
-    """Microscopy with N bright 3x3 px cells; N has a heavy tail into the thousands (neurips22cell)."""
-    n = int(np.clip(round(np.exp(rng.normal(np.log(60), 0.9))), 1, 2500))
+    """Microscopy with N bright 7x7 px cells, each in its own slot of an 8 px grid (never overlapping), so that the
+    count is the bright area / 49, from under 1 % to 77 % of the image: a quantity the stand-in's four image tokens
+    can read, as they read the bone-resorption bar. N is uniform in 1-144; real neurips22cell counts are heavy-tailed
+    into the thousands, which a 56 px tile cannot resolve (a log-normal N, median 60, was not learnt: MAE above the
+    constant's)."""
+    n = int(rng.integers(1, CELL_SLOTS**2 + 1))
     image, _ = background(rng, (96, 96), (20, 20, 30), noise=4)
     arr = np.asarray(image).copy()
-    xs, ys = rng.integers(0, 94, size=n), rng.integers(0, 94, size=n)
-    for x, y in zip(xs, ys):
-        arr[y: y + 3, x: x + 3] = (120, 230, 120)
+    for slot in rng.permutation(CELL_SLOTS**2)[:n]:
+        x, y = int(slot) % CELL_SLOTS * 8, int(slot) // CELL_SLOTS * 8
+        arr[y: y + 7, x: x + 7] = (120, 230, 120)
     q = pick(rng, ["How many cells are in this microscopy image?", "Count the number of cells visible.",
                    "What is the total cell count in this image? Answer with a number.",
                    "How many cells can you count in this image?",
