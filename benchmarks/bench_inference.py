@@ -28,10 +28,10 @@ import torch
 
 from mevlip.answers import canonicalize
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
-from mevlip.inference import Journal, label_separator, plan, resolve_adapter, route_items, run
+from mevlip.inference.run import Journal, label_separator, plan, resolve_adapter, route_items, run
+from mevlip.inference.vlm import VLM, VLMConfig
 from mevlip.router import Router
 from mevlip.tasks import GENERAL_ADAPTER
-from mevlip.vlm import VLM, VLMConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
 from results_file import write_result  # noqa: E402
@@ -70,7 +70,7 @@ def original_way(vlm: VLM, router: Router, items: list, max_new_tokens: int) -> 
 
 def our_way(vlm: VLM, router: Router, the_plan, items: list, batch_size: int, max_new_tokens: int,
             workdir: Path) -> tuple[float, dict[int, tuple]]:
-    """``mevlip.inference``: one batched routing pass, then batches grouped by adapter."""
+    """``mevlip.inference.run``: one batched routing pass, then batches grouped by adapter."""
     the_plan = type(the_plan)(files=the_plan.files, items=items)
     journal = Journal(workdir / "journal.jsonl", the_plan.fingerprint(), overwrite=True)
 

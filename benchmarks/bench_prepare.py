@@ -49,7 +49,7 @@ def _child(mode: str, data: str, out: str, workers: int) -> None:
 
     from mevlip.flare import discover
     from mevlip.prepare import PrepareConfig, prepare
-    from mevlip.prepare_images import ImageChecker, NaiveImageChecker, extract_images
+    from mevlip.prepare.images import ImageChecker, NaiveImageChecker, extract_images
 
     logging.basicConfig(level=logging.WARNING)
     if mode in CHECK_MODES:
@@ -87,7 +87,7 @@ def _cpu() -> float:
 def _references(data: str) -> list[str]:
     """Every image reference (path per record image, shared images repeated) of the benchmark's files."""
     from mevlip.flare import discover, image_names, load_records
-    from mevlip.prepare_images import FolderIndex
+    from mevlip.prepare.images import FolderIndex
 
     references = []
     for qfile in discover(data, SPLITS + VAL_SPLITS, gt="prefer"):

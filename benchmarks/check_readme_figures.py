@@ -11,8 +11,8 @@ Three kinds of check:
   compared at the README's precision (``12.1`` equals 12.07, ``58,110`` equals 58110), a string exactly.
 * **Marked blocks**: ``<!--fig-block demo_output/data/prepare_stats.json prepare_summary-->`` before a fenced block:
   every line of the block that starts with ``[`` must be a line that the named renderer prints for that file
-  (``prepare_summary``: what data preparation prints, ``mevlip.prepare_stats.format_summary``).
-* **The demo table** of ``README.md`` (columns named by ``mevlip.demo_report.MODE_TITLES``, rows by task title),
+  (``prepare_summary``: what data preparation prints, ``mevlip.prepare.stats.format_summary``).
+* **The demo table** of ``README.md`` (columns named by ``mevlip.demo.report.MODE_TITLES``, rows by task title),
   cell by cell as the demo report writes them: ``mean [min, max]`` cells against the committed seeds reference
   ``benchmarks/results/demo_seeds.json``; single figures (and "beats the baseline on N of M tasks") against
   ``demo_output/results.json``.
@@ -115,7 +115,7 @@ def check_markers(readme: Path, root: Path, report: Report, cache: dict) -> None
 
 def _render(renderer: str, data) -> list[str]:
     if renderer == "prepare_summary":
-        from mevlip.prepare_stats import format_summary
+        from mevlip.prepare.stats import format_summary
 
         return format_summary(data).splitlines()
     raise ValueError(f"unknown renderer {renderer!r} (known: prepare_summary)")
@@ -164,7 +164,7 @@ def check_benchmarks_marked(readme: Path, root: Path, report: Report) -> None:
 
 def seeds_cell(summary: dict, task: str, mode: str, higher: bool) -> str | None:
     """How the seeds table writes one cell: ``mean [min, max]`` of the seeds reference, as ``seeds.md`` does."""
-    from mevlip.demo_report import _fmt
+    from mevlip.demo.report import _fmt
 
     cell = summary.get(task, {}).get(mode)
     if not cell:
@@ -177,7 +177,7 @@ def check_demo_table(readme: Path, results_path: Path, root: Path, report: Repor
     """The README's demo table against ``demo_output/results.json`` (one run: a figure per cell, and the "beats the
     baseline on N of M tasks" sentences), or, when its cells read ``mean [min, max]``, against the committed seeds
     reference ``benchmarks/results/demo_seeds.json`` (``python -m mevlip.demo --seeds ...``)."""
-    from mevlip.demo_report import MODE_TITLES, _fmt
+    from mevlip.demo.report import MODE_TITLES, _fmt
     from mevlip.tasks import TASKS
 
     lines = readme.read_text(encoding="utf-8").splitlines()

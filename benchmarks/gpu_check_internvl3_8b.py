@@ -5,7 +5,7 @@
 
 What it does, as the paper's recipe on one GPU:
 
-1. builds ``InternVLForConditionalGeneration`` from :data:`mevlip.standin.INTERNVL3_8B_HF_CONFIG` (the real
+1. builds ``InternVLForConditionalGeneration`` from :data:`mevlip.training.standin.INTERNVL3_8B_HF_CONFIG` (the real
    config: InternViT-300M + Qwen2.5-7B, vocabulary 151,674) directly in bf16 on the GPU, with random weights;
 2. quantises every ``nn.Linear`` except ``lm_head`` to 4-bit nf4 with double quantisation, as LLaMA-Factory's
    QLoRA (``quantization_bit: 4``, bnb) loads the model (vision tower and projector included);
@@ -48,7 +48,7 @@ def model_config(tokenizer, dry_run: bool):
     """The real InternVL3-8B-hf config (or, dry run, the stand-in's widths at 448 px) with this tokenizer's ids."""
     from transformers import InternVLConfig
 
-    from mevlip.standin import INTERNVL3_8B_HF_CONFIG, StandinSpec
+    from mevlip.training.standin import INTERNVL3_8B_HF_CONFIG, StandinSpec
 
     cfg = copy.deepcopy(INTERNVL3_8B_HF_CONFIG)
     for key in ("architectures", "model_type", "torch_dtype"):
@@ -117,7 +117,7 @@ def train_batch(processor, rows: list[dict], device):
     """Right-padded SFT batch: prompt as inference builds it, answer + ``<|im_end|>\\n`` as LLaMA-Factory's target."""
     import torch
 
-    from mevlip.inference_inputs import build_inputs
+    from mevlip.inference.inputs import build_inputs
 
     tokenizer = processor.tokenizer
     ids, labels, pixels = [], [], []
@@ -172,7 +172,7 @@ def generate_once(model, processor, rows, max_new_tokens, device, dtype) -> dict
     """One batched greedy generation; its time and peak memory."""
     import torch
 
-    from mevlip.inference_inputs import build_batch
+    from mevlip.inference.inputs import build_batch
 
     inputs = build_batch(processor, [r["question"] for r in rows], [r["images"] for r in rows]).to(device)
     inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
@@ -194,7 +194,7 @@ def run(args) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import InternVLForConditionalGeneration, get_linear_schedule_with_warmup
 
-    from mevlip.standin import build_processor, corpus_texts, train_tokenizer
+    from mevlip.training.standin import build_processor, corpus_texts, train_tokenizer
 
     device = torch.device("cpu" if args.dry_run else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -4,7 +4,7 @@
         --output_filename predictions.json --max_new_tokens 512 --device cuda:0
 
 Model locations default to the paper's base model and to environment variables the container sets
-(``MEVLIP_BASE_MODEL``, ``MEVLIP_ADAPTERS_DIR``, ``MEVLIP_ROUTER_DIR``). See ``mevlip/inference.py`` for the flow.
+(``MEVLIP_BASE_MODEL``, ``MEVLIP_ADAPTERS_DIR``, ``MEVLIP_ROUTER_DIR``). See ``mevlip/inference/run.py`` for the flow.
 
 Several processes, under an existing launcher (gloo on CPU, nccl on GPU, each rank on ``cuda:<LOCAL_RANK>``)::
 
@@ -37,7 +37,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.flare import add_zip_limit_args, zip_limits_from_args
-from mevlip.inference import (
+from mevlip.inference.run import (
     ROUTINGS,
     Journal,
     OutputLock,
@@ -136,9 +136,9 @@ def check_adapters(args):
     """Find the adapters, log which adapter answers each task (and what falls back, and why); ``--strict`` refuses gaps.
 
     Returns:
-        The :class:`mevlip.adapters_layout.AdapterLayout` found, or ``None`` without ``--adapters_dir``.
+        The :class:`mevlip.inference.layout.AdapterLayout` found, or ``None`` without ``--adapters_dir``.
     """
-    from mevlip.adapters_layout import AdapterLayoutError, describe, find_adapters, needed_adapters
+    from mevlip.inference.layout import AdapterLayoutError, describe, find_adapters, needed_adapters
 
     try:
         layout = find_adapters(args.adapters_dir) if args.adapters_dir else None
@@ -159,10 +159,10 @@ def make_generate(args):
 
     Returns:
         ``(generate, adapters)``: ``generate(batch of (question, image paths), adapter) -> raw answers`` and the
-        adapter names it can switch to. Only the transformers + peft engine (:class:`mevlip.vlm.VLM`) exists: an
-        engine is added when it can be tested on the hardware it needs.
+        adapter names it can switch to. Only the transformers + peft engine (:class:`mevlip.inference.vlm.VLM`)
+        exists: an engine is added when it can be tested on the hardware it needs.
     """
-    from mevlip.vlm import VLM, VLMConfig
+    from mevlip.inference.vlm import VLM, VLMConfig
 
     vlm = VLM(VLMConfig(args.base_model, args.adapters_dir, args.device, args.quantization, args.preset,
                         args.system, args.crop_to_patches))

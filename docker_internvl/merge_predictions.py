@@ -25,7 +25,7 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
-from mevlip.inference import merge_shards, plan
+from mevlip.inference.run import merge_shards, plan
 from mevlip.prompts import MULTI_IMAGE_MODES
 
 

@@ -25,7 +25,7 @@ def mini_flare_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def standin_dir(tmp_path_factory, mini_flare_tiny):
     """The tiny InternVL3-architecture stand-in (random weights), built once per session from mini-FLARE texts."""
-    from mevlip.standin import build_standin
+    from mevlip.training.standin import build_standin
 
     return build_standin(tmp_path_factory.mktemp("standin"), data=mini_flare_tiny, seed=0)
 

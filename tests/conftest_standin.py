@@ -14,8 +14,8 @@ from pathlib import Path
 from mevlip.flare import discover, load_records, resolve_images, safe_extract
 from mevlip.presets import get_preset
 from mevlip.prompts import render_user, select_images
-from mevlip.recipes import ADAPTERS, dataset_entry
 from mevlip.tasks import normalize_task_type
+from mevlip.training.recipes import ADAPTERS, dataset_entry
 
 #: Where a prebuilt stand-in may be given instead of building one (LLaMA-Factory's TINY_LLAMA3 pattern).
 STANDIN_ENV = "MEVLIP_STANDIN"
@@ -27,7 +27,7 @@ def standin_dir(tmp_path_factory, mini_flare_root: Path) -> Path:
         return Path(os.environ[STANDIN_ENV])
     out = tmp_path_factory.getbasetemp() / "standin_model"
     if not (out / "model.safetensors").is_file():
-        from mevlip.standin import build_standin
+        from mevlip.training.standin import build_standin
 
         build_standin(out, data=mini_flare_root, seed=0)
     return out

@@ -18,7 +18,7 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from mevlip.adapters_layout import RELEASE_FOLDERS
+from mevlip.inference.layout import RELEASE_FOLDERS
 
 
 def build_release_adapters(standin: Path, out: Path, names: list[str] | None = None) -> Path:

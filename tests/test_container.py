@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from release_standins import build_plain_router, build_release_adapters, cached
 
-from mevlip.adapters_layout import EXPECTED_ADAPTERS, RELEASE_GENERAL_FOLDER
 from mevlip.flare import discover, load_records, record_key
+from mevlip.inference.layout import EXPECTED_ADAPTERS, RELEASE_GENERAL_FOLDER
 from mevlip.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]

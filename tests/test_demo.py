@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from mevlip import demo
-from mevlip.demo_report import MODE_TITLES
+from mevlip.demo import run as demo
+from mevlip.demo.report import MODE_TITLES
 from mevlip.tasks import TASK_NAMES
 
 STAGES = ["mini_flare", "mini_flare_pretrain", "prepare", "prepare_pretrain", "standin", "pretrain", "router"] + [
@@ -131,7 +131,7 @@ def test_a_stage_reruns_when_a_recipe_it_reads_changes(tmp_path):
 
 
 def test_learning_verdict_uses_the_models_interval():
-    from mevlip.demo_report import learning_verdict
+    from mevlip.demo.report import learning_verdict
 
     const = {"flare25": 0.2}
     assert learning_verdict({"flare25": 0.5, "flare25_ci95": [0.4, 0.6]}, const, True) == "beats (clearly)"

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mevlip.demo_report import learning_section, learning_verdict, write_report
+from mevlip.demo.report import learning_section, learning_verdict, write_report
 from mevlip.tasks import TASK_NAMES, TASKS
 
 
@@ -77,7 +77,7 @@ def test_learning_section_needs_both_runs():
 
 
 def test_results_json_carries_the_table_and_the_verdicts(tmp_path, monkeypatch):
-    monkeypatch.setattr("mevlip.demo_report.metric_plot", lambda out, table: None)  # matplotlib: seconds, untested
+    monkeypatch.setattr("mevlip.demo.report.metric_plot", lambda out, table: None)  # matplotlib: seconds, untested
     for mode, column in (("constant", 0), ("router", 1)):
         folder = tmp_path / "metrics" / mode
         folder.mkdir(parents=True)
@@ -103,7 +103,7 @@ def _results(seed, cls, counting, learning):
 
 
 def test_seeds_summary_is_mean_min_max_and_counts_every_seeds_verdicts(tmp_path):
-    from mevlip.demo_report import merge_seeds, write_seeds_summary
+    from mevlip.demo.report import merge_seeds, write_seeds_summary
 
     good = {t: "beats (clearly)" for t in TASK_NAMES[:5]} | {t: "ties" for t in TASK_NAMES[5:]}
     bad = dict(good, counting="below (within noise)", classification="beats (within noise)")
@@ -138,7 +138,7 @@ def test_seeds_summary_is_mean_min_max_and_counts_every_seeds_verdicts(tmp_path)
 
 
 def test_merge_refuses_mixed_presets_and_compare_gives_differences(tmp_path):
-    from mevlip.demo_report import compare_runs, main, merge_seeds
+    from mevlip.demo.report import compare_runs, main, merge_seeds
 
     a, b = _results(0, 0.60, 70.0, {}), _results(0, 0.55, 72.5, {}) | {"threads": 2}
     (tmp_path / "a.json").write_text(json.dumps(a))
@@ -155,7 +155,7 @@ def test_merge_refuses_mixed_presets_and_compare_gives_differences(tmp_path):
 
 
 def test_a_one_seed_report_places_its_figures_in_the_reference_range(tmp_path):
-    from mevlip.demo_report import reference_section, seeds_document
+    from mevlip.demo.report import reference_section, seeds_document
 
     ref = seeds_document([_results(0, 0.60, 70.0, {}), _results(1, 0.70, 90.0, {})], "paper", "small")
     path = tmp_path / "demo_seeds.json"

@@ -36,7 +36,7 @@ from mevlip.flare import (
     resolve_image,
     safe_extract,
 )
-from mevlip.inference import (
+from mevlip.inference.run import (
     Journal,
     OutputLock,
     ResumeError,
@@ -50,8 +50,8 @@ from mevlip.inference import (
     tree_digest,
     write_outputs,
 )
-from mevlip.prepare_images import FALLBACK_DIR, scan_folder
-from mevlip.prepare_io import recover_outputs
+from mevlip.prepare.images import FALLBACK_DIR, scan_folder
+from mevlip.prepare.io import recover_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 PREP = "llama_factory_internvl/scripts/data_preparation.py"
@@ -235,7 +235,7 @@ def test_read_only_dataset_and_corrupt_dataset_info(flare, tmp_path, capsys):
 @pytest.mark.parametrize("how", ["simulated", "mounted"])
 def test_read_only_dataset_is_extracted_under_the_output_folder(flare, tmp_path, monkeypatch, how):
     """Data preparation on an input it cannot write (the challenge's read-only mount): zips go under the output."""
-    import mevlip.prepare_images as prepare_images
+    import mevlip.prepare.images as prepare_images
 
     writable = tmp_path / "writable"
     shutil.copytree(flare, writable)
@@ -273,8 +273,8 @@ def test_read_only_dataset_is_extracted_under_the_output_folder(flare, tmp_path,
 _KILLER = textwrap.dedent("""
     import json, os, signal, sys
     sys.path.insert(0, {tests!r})
-    import mevlip.prepare as prepare
-    import mevlip.prepare_io as pio
+    import mevlip.prepare.core as prepare
+    import mevlip.prepare.io as pio
     from scripts import load_script
 
     def die(*args, **kwargs):
@@ -355,7 +355,7 @@ def _orphans(workers: list[int], wait_s: float = 10) -> list[int]:
 def test_pool_workers_die_with_their_parent(tmp_path):
     script = textwrap.dedent("""
         import os, sys, time
-        from mevlip.prepare_images import ImageChecker
+        from mevlip.prepare.images import ImageChecker
         checker = ImageChecker(workers=2)
         pool = checker.pool()
         assert pool.submit(os.getpid).result() > 0
@@ -416,7 +416,7 @@ def test_inference_plan_survives_bad_archives_and_records(infer_root, tmp_path):
 
 
 def test_read_only_inputs_extract_under_the_output_folder(infer_root, tmp_path, monkeypatch):
-    import mevlip.inference as inference
+    import mevlip.inference.run as inference
 
     real = inference.safe_extract
 
@@ -542,7 +542,7 @@ def test_merge_cli_errors_are_one_line(infer_root, tmp_path):
 
 def test_large_model_files_are_fingerprinted_by_size_head_and_tail(infer_root, tmp_path):
     """A file over 256 MiB (a base-model shard) is hashed by its size and first and last 4 MiB, as --help says."""
-    import mevlip.inference as inference
+    import mevlip.inference.run as inference
 
     cli = load_script("docker_internvl/inference.py")
     assert inference._HASH_WHOLE == 256 * 2**20 and inference._HASH_SAMPLE == 4 * 2**20
@@ -644,7 +644,7 @@ def test_a_split_without_ground_truth_is_an_error(mini_flare_tiny, tmp_path):
 
 
 def test_lone_surrogate_in_an_input_record_cannot_stop_inference(infer_root, tmp_path):
-    from mevlip.inference import write_outputs
+    from mevlip.inference.run import write_outputs
 
     qfile = infer_root / BUSI_VAL / "BUSI_questions_val.json"
     records = json.loads(qfile.read_text())

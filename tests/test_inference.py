@@ -13,7 +13,7 @@ import pytest
 from scripts import load_script
 
 from mevlip.flare import discover, load_records, record_key
-from mevlip.inference import Journal, plan
+from mevlip.inference.run import Journal, plan
 from mevlip.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ bcn20000 and IU_XRay keep ``ImageName`` lists), under each training preset (``pa
 image, ``"<image> " + question``, no system turn; ``ours``: every image in one row, a system prompt),
 LLaMA-Factory's own pipeline (``get_train_args`` on the preset's stand-in recipe, ``get_dataset``, the SFT
 collator; ``shared/prompt_parity.md`` section 5) runs in a subprocess per config, because its template registry is
-global state (pitfall 8). Inference builds its inputs with :func:`mevlip.inference_inputs.build_inputs` under the
+global state (pitfall 8). Inference builds its inputs with :func:`mevlip.inference.inputs.build_inputs` under the
 same preset. The prompt ids must be equal and the pixels ``torch.equal``. Under ``paper`` inference feeds a
 multi-image record's first image only: its input must equal the record's first training row.
 
@@ -206,7 +206,7 @@ def _check(processor, lf: dict, row: dict, index: int, label: str, preset: str =
 
     import torch
 
-    from mevlip.inference_inputs import build_inputs
+    from mevlip.inference.inputs import build_inputs
 
     settings = lf["settings"]
     question = row["question"]
@@ -256,7 +256,7 @@ def test_paper_inference_feeds_the_first_training_row(processor, cases, resize_c
     import torch
 
     from mevlip.flare import resolve_images
-    from mevlip.inference_inputs import build_inputs
+    from mevlip.inference.inputs import build_inputs
     from mevlip.prompts import select_images
 
     labels = [label for label, _ in _rows(cases, resize_cases)]
@@ -310,7 +310,7 @@ def test_batched_inputs_equal_single_inputs(processor, cases):
     import torch
 
     from mevlip.flare import resolve_images
-    from mevlip.inference_inputs import build_batch, build_inputs
+    from mevlip.inference.inputs import build_batch, build_inputs
 
     chosen = cases[:3] + [c for c in cases if c[0] == "classification-3img"]
     questions = [record["Question"] for _, _, record, _ in chosen]

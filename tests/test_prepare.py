@@ -22,10 +22,10 @@ from mevlip.flare import (
     resolve_image,
     safe_extract,
 )
-from mevlip.prepare import PrepareConfig, canonical_answer, label_separator, prepare
-from mevlip.prepare_images import ImageChecker, NaiveImageChecker, check_image
-from mevlip.prepare_io import JsonListWriter, dumps, dumps_rows
-from mevlip.prepare_stats import TokenCounter, estimate_tokens, percentiles
+from mevlip.prepare.core import PrepareConfig, canonical_answer, label_separator, prepare
+from mevlip.prepare.images import ImageChecker, NaiveImageChecker, check_image
+from mevlip.prepare.io import JsonListWriter, dumps, dumps_rows
+from mevlip.prepare.stats import TokenCounter, estimate_tokens, percentiles
 from mevlip.presets import OURS_SYSTEM
 from mevlip.prompts import LF_IMAGE_TOKEN
 from mevlip.tasks import TASK_NAMES, TASKS, normalize_task_type

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from mevlip.answers import original_parse_answer
-from mevlip.inference import Item, Route, postprocess
-from mevlip.inference_inputs import build_inputs
+from mevlip.inference.inputs import build_inputs
+from mevlip.inference.run import Item, Route, postprocess
 from mevlip.presets import OURS_SYSTEM, PRESETS, get_preset
 
 QUESTION = "Which finding is present?  A. Cyst, B. Nodule\tAnswer with the letter. "  # odd whitespace kept as is
@@ -90,7 +90,7 @@ def test_every_preset_is_pinned_here():
 
 
 def test_vlm_takes_the_presets_quantisation_and_prompt(standin_dir, images):
-    from mevlip.vlm import VLM, VLMConfig
+    from mevlip.inference.vlm import VLM, VLMConfig
 
     vlm = VLM(VLMConfig(str(standin_dir), device="cpu", quantization="none", preset="paper"))
     assert vlm.preset.double_quantization is False and vlm.preset.system == ""

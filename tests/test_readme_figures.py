@@ -5,7 +5,7 @@ import json
 import pytest
 from scripts import load_script
 
-from mevlip.demo_report import MODE_TITLES
+from mevlip.demo.report import MODE_TITLES
 from mevlip.tasks import TASK_NAMES, TASKS
 
 check = load_script("benchmarks/check_readme_figures.py")

@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from mevlip.presets import OURS_SYSTEM
-from mevlip.recipes import (
+from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES
+from mevlip.training.adapters import find_recipes
+from mevlip.training.recipes import (
     ADAPTERS,
     PAPER_RECIPE_DEPARTURES,
     STANDIN_ADAPTER_DEPARTURES,
@@ -23,8 +25,6 @@ from mevlip.recipes import (
     standin_adapter_recipe,
     to_yaml,
 )
-from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES
-from mevlip.train import find_recipes
 
 LF_ROOT = Path(__file__).resolve().parents[1] / "llama_factory_internvl"
 EXAMPLES = LF_ROOT / "examples"
@@ -37,9 +37,10 @@ def _load(rel: str) -> dict:
 def test_committed_files_equal_the_generator():
     generated = render_all()
     committed = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*") if p.is_file()}
-    assert committed == set(generated), "examples/ differs from mevlip.recipes; run python -m mevlip.recipes"
+    rerun = "run python -m mevlip.training.recipes"
+    assert committed == set(generated), f"examples/ differs from mevlip.training.recipes; {rerun}"
     for rel, text in generated.items():
-        assert (EXAMPLES / rel).read_text(encoding="utf-8") == text, f"{rel} is stale; run python -m mevlip.recipes"
+        assert (EXAMPLES / rel).read_text(encoding="utf-8") == text, f"{rel} is stale; {rerun}"
 
 
 def test_yaml_round_trips_to_the_recipe():
@@ -53,7 +54,7 @@ def test_yaml_round_trips_to_the_recipe():
 
 #: The authors' recipe, copied byte for byte from the original repository (BioMedIA-MBZUAI/FLARE2025-Task5-2D-biomedia,
 #: llama_factory_internvl/examples/train_qlora/internvl_lora_sft_bnb.yaml): the expected values below do not come
-#: from mevlip.recipes.
+#: from mevlip.training.recipes.
 AUTHORS_YAML = """\
 # File: examples/train_qlora/internvl_lora_sft_bnb.yaml
 

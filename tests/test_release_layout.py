@@ -17,7 +17,7 @@ import torch
 from release_standins import build_plain_router, build_release_adapters, cached, one_thread
 from scripts import load_script
 
-from mevlip.adapters_layout import (
+from mevlip.inference.layout import (
     EXPECTED_ADAPTERS,
     RELEASE_FOLDERS,
     RELEASE_GENERAL_FOLDER,
@@ -25,7 +25,7 @@ from mevlip.adapters_layout import (
     describe,
     find_adapters,
 )
-from mevlip.inference import plan
+from mevlip.inference.run import plan
 from mevlip.router import RELEASE_LABELS, Router, RouterError
 from mevlip.synth import generate
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from scripts import load_script
 from conftest_standin import extracted_copy, records_by_task, standin_dir
+from scripts import load_script
 
-from mevlip.standin import INTERNVL3_8B_HF_CONFIG, INTERNVL_SPECIAL_TOKENS, StandinSpec
+from mevlip.training.standin import INTERNVL3_8B_HF_CONFIG, INTERNVL_SPECIAL_TOKENS, StandinSpec
 
 
 def _script():
@@ -21,7 +21,7 @@ def model_dir(tmp_path_factory, mini_flare_tiny):
 
 
 def test_same_seed_same_files_other_seed_other_weights(mini_flare_tiny, tmp_path):
-    from mevlip.standin import build_standin
+    from mevlip.training.standin import build_standin
 
     first = tmp_path / "first"
     assert _script().main(["--out", str(first), "--data", str(mini_flare_tiny), "--seed", "0"]) == 0
@@ -95,7 +95,7 @@ def test_reloads_with_auto_classes_and_generates(model_dir, tmp_path_factory, mi
     from transformers import AutoModelForImageTextToText, AutoProcessor, InternVLForConditionalGeneration
 
     from mevlip.flare import resolve_images
-    from mevlip.inference_inputs import build_batch
+    from mevlip.inference.inputs import build_batch
 
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()

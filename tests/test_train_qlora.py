@@ -16,8 +16,8 @@ import pytest
 from conftest_standin import extracted_copy, records_by_task, sharegpt_row, standin_dir, write_dataset
 from scripts import load_script
 
-from mevlip.recipes import STANDIN_ADAPTER_DEPARTURES
-from mevlip.train import LOG_NAME, PROVENANCE_NAME, AdapterTrainingError, find_recipes, train_adapters
+from mevlip.training.adapters import LOG_NAME, PROVENANCE_NAME, AdapterTrainingError, find_recipes, train_adapters
+from mevlip.training.recipes import STANDIN_ADAPTER_DEPARTURES
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "llama_factory_internvl" / "examples" / "standin"
@@ -95,7 +95,7 @@ def test_adapter_loads_on_4bit_base_and_changes_logits(trained, model_dir, datas
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
 
-    from mevlip.inference_inputs import build_inputs
+    from mevlip.inference.inputs import build_inputs
 
     # as the paper recipe quantised it for training: nf4, no double quantisation
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=False,
@@ -131,8 +131,8 @@ with open(out.parent / "order.txt", "a") as fh:
 
 
 def test_all_eight_adapters_in_order_where_inference_expects_them(tmp_path, model_dir):
-    from mevlip.recipes import ADAPTERS, adapter_filename
     from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES
+    from mevlip.training.recipes import ADAPTERS, adapter_filename
 
     runs = train_adapters(RECIPES, tmp_path, model=model_dir, cli=[sys.executable, "-c", FAKE_LF])
     assert [r.adapter for r in runs] == [GENERAL_ADAPTER, *TASK_NAMES] == list(ADAPTERS)
@@ -213,7 +213,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint_and_shows_progress(tmp
     import subprocess
     import time
 
-    from mevlip.train import last_checkpoint
+    from mevlip.training.adapters import last_checkpoint
 
     steps = 6
     adapters = tmp_path / "adapters"
@@ -255,7 +255,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint_and_shows_progress(tmp
 
 
 def test_report_to_save_steps_and_resume_reach_llamafactory(tmp_path, model_dir, monkeypatch):
-    import mevlip.train as train
+    import mevlip.training.adapters as train
 
     echo = [sys.executable, "-c", "import sys, json; print(json.dumps(sys.argv[1:]))"]
 

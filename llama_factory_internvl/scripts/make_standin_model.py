@@ -5,7 +5,7 @@
 
 The folder loads with ``AutoProcessor`` / ``AutoModelForImageTextToText`` and trains with the recipes in
 ``examples/standin``. It is a stand-in for smoke tests and the demo, not a medical model. Library code:
-:mod:`mevlip.standin`.
+:mod:`mevlip.training.standin`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import os
 from pathlib import Path
 
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
-from mevlip.standin import StandinSpec, build_standin
+from mevlip.training.standin import StandinSpec, build_standin
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line options: where, from what texts, and every size of :class:`mevlip.standin.StandinSpec`."""
+    """The command-line options: where, from what texts, and every size of
+    :class:`mevlip.training.standin.StandinSpec`."""
     defaults = StandinSpec()
     parser = make_parser(__doc__.split("\n\n")[0])
     add_option(parser, "--output_dir", aliases=("--out",), required=True, help="folder to write the model into")

@@ -11,7 +11,7 @@ LLaMA-Factory's progress bar and loss lines show on the console as it trains, an
 skipped unless ``--overwrite``. An interrupted run resumes when rerun with the same command: each adapter folder with
 a ``checkpoint-<step>/`` but no final adapter continues from its newest complete checkpoint (the paper recipes save
 every 500 steps; ``--save_steps N`` saves more often, and makes the stand-in recipes, which save none, resumable).
-The library code is :mod:`mevlip.train`.
+The library code is :mod:`mevlip.training.adapters`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import logging
 from pathlib import Path
 
 from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging
-from mevlip.recipes import ADAPTERS
-from mevlip.train import REPORTERS, AdapterTrainingError, train_adapters
+from mevlip.training.adapters import REPORTERS, AdapterTrainingError, train_adapters
+from mevlip.training.recipes import ADAPTERS
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from mevlip.answers import parse_answer
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS, normalize_task_type
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The seeds summary the README quotes (``python -m mevlip.demo --seeds 0 1 2``, copied here); ``results.md`` of a
 #: one-seed run says where its figures fall in it.
 REFERENCE = REPO / "benchmarks" / "results" / "demo_seeds.json"
@@ -470,7 +470,7 @@ def build_parser():
     from mevlip.cli import add_common_args, add_option, make_parser
 
     parser = make_parser("Pool demo runs into one mean [min, max] table (--merge), or compare two runs figure by "
-                         "figure (--compare).", prog="python -m mevlip.demo_report")
+                         "figure (--compare).", prog="python -m mevlip.demo.report")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
                         help="seeds.json / results.json files whose runs to pool into one mean [min, max] table "
                              "(default: none)")
@@ -484,7 +484,7 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mevlip.demo_report --merge A/seeds.json B/results.json --output_file merged`` or
+    """``python -m mevlip.demo.report --merge A/seeds.json B/results.json --output_file merged`` or
     ``--compare A/results.json B/results.json``."""
     from mevlip.cli import UserError, setup_logging
 
@@ -517,4 +517,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from mevlip.cli import run_cli
 
-    run_cli(main, prog="python -m mevlip.demo_report")
+    run_cli(main, prog="python -m mevlip.demo.report")

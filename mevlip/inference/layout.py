@@ -114,10 +114,10 @@ def describe(layout: AdapterLayout | None, routing: str, loaded: list[str] | Non
 
     Args:
         layout: what :func:`find_adapters` found, or ``None`` (no adapters folder: the base model answers).
-        routing: ``router``, ``record`` or ``general`` (:data:`mevlip.inference.ROUTINGS`).
+        routing: ``router``, ``record`` or ``general`` (:data:`mevlip.inference.run.ROUTINGS`).
         loaded: the adapter names actually loaded (default: every adapter the layout found).
     """
-    from mevlip.inference import resolve_adapter  # the fallback rule inference applies, so the two never differ
+    from mevlip.inference.run import resolve_adapter  # the fallback rule inference applies, so the two never differ
 
     if layout is None:
         return ["adapters: none given (--adapters_dir unset): the base model answers every question"]

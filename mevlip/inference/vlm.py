@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from mevlip.inference_inputs import build_batch
+from mevlip.inference.inputs import build_batch
 from mevlip.presets import DEFAULT_PRESET, Preset, get_preset
 
 logger = logging.getLogger(__name__)
@@ -101,8 +101,8 @@ class VLM:
         self.active: str | None = None
 
     def _load_adapters(self, model, adapters_dir: str | None) -> list[str]:
-        """Load every adapter :func:`mevlip.adapters_layout.find_adapters` finds (our layout or the release's)."""
-        from mevlip.adapters_layout import find_adapters
+        """Load every adapter :func:`mevlip.inference.layout.find_adapters` finds (our layout or the release's)."""
+        from mevlip.inference.layout import find_adapters
 
         self.peft_model = None
         self.adapter_folders: dict[str, Path] = {}

@@ -36,14 +36,13 @@ per seed. ``results.md`` of a one-seed run says where its figures fall in the co
 The stand-in's "pre-training" is a full fine-tune on a separate synthetic draw (data seed + 1000) of the same tasks:
 it stands in for InternVL3's own pre-training, which the paper starts from; it samples the tasks by probability
 rather than concatenating them, since LLaMA-Factory averages the loss over answer tokens and 2-token counts would
-otherwise weigh nothing (``mevlip.recipes.STANDIN_PRETRAIN_MIX``). ``small`` mini-FLARE (whose chromosome images are
-partial spreads, ``mevlip.synth.catalog.WHOLE_KARYOTYPE``), the recipes' pre-training and the paper's 3 adapter
-epochs, a CPU-light router (``--final``, 60 steps).
+otherwise weigh nothing (``mevlip.training.recipes.STANDIN_PRETRAIN_MIX``). ``small`` mini-FLARE (whose chromosome
+images are partial spreads, ``mevlip.synth.catalog.WHOLE_KARYOTYPE``), the recipes' pre-training and the paper's 3
+adapter epochs, a CPU-light router (``--final``, 60 steps).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -57,14 +56,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
-from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS
-from mevlip.recipes import ADAPTERS, recipe_dir_name
+from mevlip.presets import DEFAULT_PRESET
 from mevlip.synth import is_mini_flare
 from mevlip.tasks import GENERAL_ADAPTER
+from mevlip.training.recipes import ADAPTERS, recipe_dir_name
 
 logger = logging.getLogger("demo")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: Prediction columns of the results table: (mode, title).
 MODES = (("constant", "constant baseline"), ("untrained", "untrained stand-in"), ("base", "pre-trained, no adapter"),
          ("general", "general adapter"), ("router", "ME-VLIP (with TC)"), ("record", "oracle routing"))
@@ -357,7 +355,7 @@ def add_seed_stages(p: Pipeline, s: Settings, data_out: Path, out: Path, data_ke
 def run(settings: Settings, seeds: list[int] | None = None) -> Path:
     """Run every stage (for each of ``seeds``, default ``[settings.seed]``); returns the path of ``results.md``
     (one seed) or ``seeds.md`` (several)."""
-    from mevlip.demo_report import write_report, write_seeds_summary
+    from mevlip.demo.report import write_report, write_seeds_summary
 
     out = settings.out.resolve()
     seeds = list(seeds) if seeds else [settings.seed]
@@ -387,53 +385,3 @@ def run(settings: Settings, seeds: list[int] | None = None) -> Path:
     print(f"\n=== seeds summary: {summary}")
     return summary
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line options."""
-    parser = make_parser(__doc__, prog="python -m mevlip.demo")
-    add_option(parser, "--output_dir", aliases=("--out",), default=str(REPO / "demo_output"),
-               help="where every artefact goes")
-    parser.add_argument("--fresh", action="store_true", help="delete the previous demo output and redo every stage")
-    parser.add_argument("--quick", action="store_true",
-                        help="CI size: tiny mini-FLARE, a few training steps per stage (checks the plumbing only)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="training seed: stand-in weights, pre-training, adapters, router")
-    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                        help="seeds mode: train, infer and score once per seed on the same mini-FLARE, then write "
-                             "seeds.md/seeds.json (mean and [min, max] per task and column, verdicts per seed); "
-                             "seed 0 lives in OUTPUT_DIR, seed n in OUTPUT_DIR/seeds/seed_n. Two seeds train at once "
-                             "(--jobs 2): about one demo's time per two seeds (default: one run, --seed)")
-    parser.add_argument("--data_seed", type=int, default=0, help="seed of mini-FLARE")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(TRAINING_PRESETS),
-                        help="paper: train and infer as the authors did; ours: our opt-in variant (docs/fidelity.md)")
-    parser.add_argument("--jobs", type=int, default=2, help="stages run at once when their inputs are ready")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of each stage's process, fixed whatever the machine")
-    parser.add_argument("--pretrain_threads", type=int, default=1, help="torch threads of the stand-in pre-training")
-    add_common_args(parser)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry: ``python -m mevlip.demo [--fresh] [--quick] [--seeds 0 1 2]``; exit 1 names the stage
-    that failed."""
-    args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
-    common = dict(seed=args.seed, data_seed=args.data_seed, preset=args.preset, jobs=args.jobs, threads=args.threads,
-                  pretrain_threads=args.pretrain_threads)
-    settings = Settings(Path(args.output_dir), **common)
-    if args.quick:
-        settings = Settings(Path(args.output_dir), scale="tiny", max_steps=2, router_max_steps=4, max_new_tokens=24,
-                            bootstrap=20, **common)
-    if args.fresh and settings.out.exists():
-        shutil.rmtree(settings.out)
-    try:
-        run(settings, args.seeds)
-    except StageFailed as err:
-        print(f"\nDEMO FAILED: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main, prog="python -m mevlip.demo")

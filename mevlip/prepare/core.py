@@ -5,7 +5,7 @@ previous one's images are checked, so memory holds two files plus small per-row 
 
 1. validates the records (:func:`mevlip.flare.load_records`; a record without an answer cannot be trained on);
 2. locates each record's images (leniently, ``shared/flare_format.md`` 1.3) and opens every unique one
-   (:mod:`mevlip.prepare_images`, a process pool); rows that need a missing or unreadable image are left out and
+   (:mod:`mevlip.prepare.images`, a process pool); rows that need a missing or unreadable image are left out and
    reported with file, index and reason;
 3. writes one ShareGPT row per model input under the preset (:mod:`mevlip.presets`). ``paper``, the default, writes
    what the authors trained on (their converter's ``internvl_train.jsonl``): one row per image, user turn
@@ -15,7 +15,7 @@ previous one's images are checked, so memory holds two files plus small per-row 
    Rows also carry ``task``/``dataset``/``split``/``key``/``index`` metadata, which LLaMA-Factory's ShareGPT
    converter ignores.
 
-Files and entries are described in :mod:`mevlip.prepare_io`; counts in :mod:`mevlip.prepare_stats`.
+Files and entries are described in :mod:`mevlip.prepare.io`; counts in :mod:`mevlip.prepare.stats`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from mevlip.flare import (
     load_records,
     record_key,
 )
-from mevlip.prepare_images import FolderIndex, ImageChecker, extract_images, fallback_folder, why_missing
-from mevlip.prepare_io import (
+from mevlip.prepare.images import FolderIndex, ImageChecker, extract_images, fallback_folder, why_missing
+from mevlip.prepare.io import (
     DATASET_INFO,
     PARTS,
     ROUTER_DIR,
@@ -55,7 +55,7 @@ from mevlip.prepare_io import (
     stale_files,
     write_json,
 )
-from mevlip.prepare_stats import PartStats, TokenCounter, format_summary
+from mevlip.prepare.stats import PartStats, TokenCounter, format_summary
 from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS, training_preset
 from mevlip.prompts import MULTI_IMAGE_MODES, render_user, select_images
 from mevlip.tasks import TASK_NAMES, normalize_task_type
@@ -324,7 +324,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
 
     With ``workers > 1`` the image checks run in a *spawned* process pool: a script calling this must do so
     under ``if __name__ == "__main__":`` (Python's rule for spawn; the CLI does). Every output is staged and
-    swapped in at the end (:class:`mevlip.prepare_io.Staging`): a run that fails or is killed leaves the previous
+    swapped in at the end (:class:`mevlip.prepare.io.Staging`): a run that fails or is killed leaves the previous
     outputs whole. A bad archive, question file or record is skipped and reported in the stats, never fatal.
 
     Args:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mevlip.recipes import ADAPTERS, adapter_for_dataset
+from mevlip.training.recipes import ADAPTERS, adapter_for_dataset
 
 logger = logging.getLogger(__name__)
 
