@@ -106,7 +106,7 @@ def test_no_loading_code_asks_for_remote_code():
 
 
 def test_base_model_auto_map_is_not_run(standin_dir, tmp_path):
-    from mevlip.vlm import VLM, VLMConfig
+    from mevlip.inference.vlm import VLM, VLMConfig
 
     code, marker = _code_folder(tmp_path)
     base = tmp_path / "base"
