@@ -108,3 +108,47 @@ def split_options(text: str) -> tuple[str, list[str], str] | None:
     if not all(labels):
         return None
     return head, labels, tail
+
+
+#: Separators of a list written without letters (``Choose from: x, y, z`` / ``x; y; z``).
+PLAIN_SEPARATORS = (", ", "; ", " / ")
+# Where a list without letters starts: after a colon or an opening bracket, optionally after a cue such as
+# "choose from" (periapical writes "(choose from x; y; z)"). The list runs to a closing bracket, the end of a
+# sentence or a new line.
+_PLAIN_OPEN = re.compile(r"(?::|\(|\bfrom\b:?)\s*(?:(?:choose|select|pick) from:?\s+)?", re.IGNORECASE)
+_PLAIN_END = re.compile(r"\)|\n|[.?!](?=\s|$)")
+_PLAIN_MAX_WORDS = 8
+_NOT_ITEM = re.compile(r"[?:\[\]{}\"]")  # a question, a cue or JSON is no list item
+
+
+def split_plain_list(text: str, min_items: int = 3) -> tuple[str, list[str], str, str] | None:
+    """Find a list of at least ``min_items`` items written without letters, as multi-label questions write theirs.
+
+    ``Select all that apply: Dental Caries; Pulp Diseases; ...``, ``Choose from: Nodule, Fibrosis, ...``,
+    ``(choose from x; y; z)``: items joined by ``"; "`` (when the list has a semicolon; an item may then hold
+    commas, as one periapical label does) or else by ``", "``, each at most 8 words; an ``and``/``or`` before the
+    last item is dropped.
+
+    Returns:
+        ``(head, items, separator, tail)``: the text up to the list (its cue and opener included), the items, the
+        separator found, and the text after the list (closing bracket and instruction included); ``None`` when
+        the text has no such list (a lettered option list is :func:`split_options`'s).
+    """
+    for opener in _PLAIN_OPEN.finditer(text):
+        start = opener.end()
+        end = _PLAIN_END.search(text, start)
+        stop = end.start() if end else len(text)
+        body = text[start:stop]
+        sep = "; " if ";" in body else ", "
+        items = [x.strip() for x in body.split(sep.strip())]
+        if len(items) >= 2:
+            items[-1] = re.sub(r"^(?:and|or)\s+", "", items[-1], flags=re.IGNORECASE)
+        if (len(items) >= min_items and all(items)
+                and all(len(x.split()) <= _PLAIN_MAX_WORDS and not _NOT_ITEM.search(x) for x in items)):
+            return text[:start], items, sep, text[stop:]
+    return None
+
+
+def join_plain_list(head: str, items: list[str], sep: str, tail: str) -> str:
+    """The inverse of :func:`split_plain_list`: ``head`` + items joined by ``sep`` + ``tail``."""
+    return head + sep.join(items) + tail

@@ -185,6 +185,11 @@ def read_router_config(path: str | os.PathLike) -> dict:
             if label not in TASKS:
                 raise RouterError(f"{path}: label {label!r} is not a task type and has no entry in 'adapters'")
             adapters[label] = TASKS[label].adapter
+    texts = cfg.get("label_texts")
+    if texts is not None and (not isinstance(texts, list) or len(texts) != len(labels)
+                              or not all(isinstance(x, str) and x.strip() for x in texts)):
+        raise RouterError(f"{path}: 'label_texts' must list one non-empty text per label ({len(labels)}), "
+                          f"got {texts!r}")
     threshold = cfg.setdefault("threshold", DEFAULT_THRESHOLD)
     if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise RouterError(f"{path}: 'threshold' must be a number in [0, 1], got {threshold!r}")
@@ -265,6 +270,9 @@ def save_router(model, tokenizer, label_tokenizer, out_dir: str | os.PathLike, l
     out.mkdir(parents=True, exist_ok=True)
     config = model.config
     config.router_labels = list(labels)  # the model's own record of its label set (checked on load)
+    texts = list(getattr(config, "router_label_texts", None) or labels)  # what it was trained to score
+    if len(texts) != len(labels):
+        raise RouterError(f"{out}: the model scores {len(texts)} label texts but {len(labels)} labels were given")
     config.encoder_model_name = name_of(config.encoder_model_name)
     config.label_model_name = name_of(config.label_model_name)
     for sub, name in ((config.encoder_config, config.encoder_model_name),
@@ -275,7 +283,8 @@ def save_router(model, tokenizer, label_tokenizer, out_dir: str | os.PathLike, l
     tokenizer.save_pretrained(out)
     if config.architecture_type == "bi-encoder":
         label_tokenizer.save_pretrained(out / LABEL_TOKENIZER_DIR)
-    cfg = {"labels": list(labels), "adapters": {x: TASKS[x].adapter if x in TASKS else x for x in labels},
+    cfg = {"labels": list(labels), "label_texts": texts,
+           "adapters": {x: TASKS[x].adapter if x in TASKS else x for x in labels},
            "general_adapter": GENERAL_ADAPTER, "threshold": float(threshold),
            "architecture": config.architecture_type, **relativize(extra or {}, out.resolve())}
     (out / ROUTER_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
@@ -291,8 +300,10 @@ class Router:
 
     Attributes:
         labels: the label set as task names (:data:`mevlip.tasks.TASK_NAMES` spellings), in scoring order.
-        label_texts: the label strings the model scores (its training labels): ``labels`` for our routers, the
-            original's strings (:data:`RELEASE_LABELS`) for a plain GLiClass folder such as the authors' release.
+        label_texts: the label strings the model scores (its training labels): by default what the model records
+            (``config.router_label_texts``: task descriptions or names, :mod:`mevlip.router_labels`) or else
+            ``labels``; the original's strings (:data:`RELEASE_LABELS`) for a plain GLiClass folder such as the
+            authors' release.
         adapters: task name -> adapter name.
         threshold: top score below which :meth:`route` falls back to :data:`GENERAL_ADAPTER`.
         scoring: ``softmax``, ``sigmoid`` (:data:`SCORINGS`) or ``None`` (as the model's ``problem_type``).
@@ -308,7 +319,9 @@ class Router:
         self.core = model.model
         self.tokenizer, self.label_tokenizer = tokenizer, label_tokenizer
         self.labels, self.adapters, self.threshold = list(labels), dict(adapters), float(threshold)
-        self.label_texts = list(labels if label_texts is None else label_texts)
+        if label_texts is None:
+            label_texts = getattr(model.config, "router_label_texts", None) or labels
+        self.label_texts = list(label_texts)
         if len(self.label_texts) != len(self.labels):
             raise ValueError(f"{len(self.label_texts)} label texts for {len(self.labels)} labels")
         self.scoring = scoring
@@ -366,6 +379,12 @@ class Router:
         if saved is not None and list(saved) != cfg["labels"]:
             raise RouterError(f"{router_dir / ROUTER_CONFIG}: labels {cfg['labels']} differ from the label set the "
                               f"model was trained with ({router_dir / 'config.json'} router_labels: {list(saved)})")
+        trained_texts = getattr(model.config, "router_label_texts", None)
+        if trained_texts is not None and not plain:
+            if cfg.get("label_texts") is not None and list(cfg["label_texts"]) != list(trained_texts):
+                raise RouterError(f"{router_dir / ROUTER_CONFIG}: label_texts differ from the texts the model was "
+                                  f"trained to score ({router_dir / 'config.json'} router_label_texts)")
+            cfg["label_texts"] = list(trained_texts)
         tokenizer = AutoTokenizer.from_pretrained(router_dir)
         label_tokenizer = None
         if model.config.architecture_type == "bi-encoder":

@@ -1,24 +1,104 @@
-"""Router training augmentation: the same question in another option format, option order and casing.
+"""Router training augmentation: the same question in another option format, option order, option content and casing.
 
 A router trained on one generator's option styles learns those styles, not what an option question is: the
 demo router sent real dental questions written ``A: No, B: Yes`` (a style mini-FLARE never used) to multi-label
 classification and report generation. :func:`augment_question` re-writes a training question the way real
 FLARE questions vary (``shared/flare_format.md`` 3.2): its option list in another marker / separator / intro
-(:mod:`mevlip.question_options`) or as plain words without letters (``... : x, y or z?``, the way CMMD asks),
-options shuffled, a ``Question:`` prefix added or removed, the instruction after the options kept, dropped or
-replaced, and the casing changed. The task of a question never changes.
+(:mod:`mevlip.question_options`), as plain words without letters (``... : x, y or z?``, the way CMMD asks) or
+left out (``Classify the lesion.``), options shuffled, a ``Question:`` prefix added or removed, the instruction
+after the options kept, dropped or replaced, and the casing changed. A list written without letters (``Select
+all that apply: x; y; z``, the way multi-label questions list their labels) is shuffled and re-joined with another
+separator.
+
+Given a ``pool`` of option labels (:func:`option_pool`: every label the training questions list), an option list
+sometimes gets other labels from the pool: a router that sees only one multi-label dataset otherwise learns that
+dataset's label names (tooth conditions) instead of what a multi-label question asks, and sends another dataset's
+multi-label question (chest findings) to classification. The task of a question never changes, except in
+:func:`cross_format`, which writes a single-choice question's wording in the multi-label answer format (and the
+reverse) and labels it by that format. :func:`swap_context` replaces the image a question names ("in this
+endoscopy frame") by another training question's, and :func:`drop_sentence` leaves one sentence out: both keep a
+router from learning a dataset's subject instead of its task. :class:`Augmenter` applies them all to a batch.
 """
 
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import dataclass, field
 
-from mevlip.question_options import attach_options, random_style, split_options
+from mevlip.question_options import PLAIN_SEPARATORS, attach_options, random_style, split_options, split_plain_list
 
 #: Instructions written after an option list (kept, dropped or swapped by the augmentation).
 TAILS = ("Answer with the option letter.", "Please choose one option.", "Reply with a single letter.",
          "Answer with the letter only.", "Select the correct answer.")
 _PREFIX = "Question: "
+#: The fewest items a list without letters needs to be re-written (fewer: "(1-22, X, Y)" is no label list).
+PLAIN_MIN_ITEMS = 4
+
+
+def option_pool(texts: list[str]) -> list[str]:
+    """Every distinct option label of some questions: lettered options and lists without letters, first seen first."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        parts = split_options(text.strip())
+        if parts is not None:
+            seen.update(dict.fromkeys(parts[1]))
+            continue
+        plain = split_plain_list(text, PLAIN_MIN_ITEMS)
+        if plain is not None:
+            seen.update(dict.fromkeys(plain[1]))
+    return list(seen)
+
+
+def _swap(labels: list[str], pool: list[str] | None, share: float, rng: random.Random) -> list[str]:
+    """With probability ``share``, as many other labels drawn from ``pool`` (2 to 14, around the original count)."""
+    if not pool or len(pool) < 2 or rng.random() >= share:
+        return labels
+    k = max(2, min(14, len(labels) + rng.randint(-2, 2), len(pool)))
+    return rng.sample(pool, k)
+
+
+# A sentence ends with . ? or ! after a lower-case word, a number or a bracket ("A." of "A. x B. y" does not).
+_SENTENCE_END = re.compile(r"(?<=[a-z0-9)\]%][.?!])\s+(?=\S)")
+
+
+def drop_sentence(text: str, rng: random.Random) -> str:
+    """``text`` without one of its sentences, drawn at random (a one-sentence text is returned as it is).
+
+    Each sentence of a question should say its task on its own: periapical's ``Which of the following conditions
+    affect tooth 46? Select all that apply: ...`` otherwise teaches "tooth 46" as the sign of multi-label
+    classification, and another dataset's ``Select all that apply`` goes to classification.
+    """
+    sentences = _SENTENCE_END.split(text.strip())
+    if len(sentences) < 2:
+        return text
+    del sentences[rng.randrange(len(sentences))]
+    return " ".join(sentences)
+
+
+# What image a question is about: "in this endoscopy frame", "of this lesion", "on these skin images" (a preposition,
+# "this"/"these" and at most three words, then punctuation or the end).
+_CONTEXT = re.compile(r"\b(?:in|of|on|for|from) ((?:this|these) (?:[\w%-]+ ){0,2}[\w%-]+)(?=[?.,;:)]|\s*$)",
+                      re.IGNORECASE)
+
+
+def context_pool(texts: list[str]) -> list[str]:
+    """Every distinct image some questions name (``this endoscopy frame``, ``these skin images``), first seen first."""
+    return list(dict.fromkeys(m.group(1) for text in texts for m in _CONTEXT.finditer(text)))
+
+
+def swap_context(text: str, contexts: list[str], rng: random.Random) -> str:
+    """``text`` with the image it names replaced by another from ``contexts`` (unchanged when it names none).
+
+    A router learns the task from a question's form, not from the modality it names: without this, the one
+    regression dataset left in training (ultrasound angles) teaches nothing about a dental-X-ray percentage, which
+    follows the dental X-ray classification questions instead.
+    """
+    found = list(_CONTEXT.finditer(text))
+    if not found or not contexts:
+        return text
+    m = found[rng.randrange(len(found))]
+    return text[:m.start(1)] + contexts[rng.randrange(len(contexts))] + text[m.end(1):]
 
 
 def _case(text: str, rng: random.Random) -> str:
@@ -33,23 +113,166 @@ def _case(text: str, rng: random.Random) -> str:
     return text
 
 
-def augment_question(text: str, rng: random.Random) -> str:
-    """One random re-writing of a question, same task (see the module docstring)."""
+def augment_question(text: str, rng: random.Random, pool: list[str] | None = None, swap: float = 0.3,
+                     drop: float = 0.0, keep_format: bool = False) -> str:
+    """One random re-writing of a question, same task (see the module docstring).
+
+    Args:
+        text: the question.
+        rng: the random source.
+        pool: option labels to draw other option contents from (:func:`option_pool`); ``None``: never swapped.
+        swap: the probability that an option list gets labels from ``pool``.
+        drop: the probability that one sentence of a question of several is left out (:func:`drop_sentence`).
+        keep_format: never leave the options or a sentence out (a :func:`cross_format` question: its answer
+            format is what its task is).
+    """
     head = text.strip()
+    if drop > 0 and not keep_format and rng.random() < drop:
+        head = drop_sentence(head, rng)
     if head.lower().startswith(_PREFIX.lower()):
         head = head[len(_PREFIX):].lstrip()
     parts = split_options(head)
+    plain = split_plain_list(head, PLAIN_MIN_ITEMS) if parts is None else None
     if parts is not None:
         head, labels, tail = parts
+        labels = _swap(labels, pool, swap, rng)
         if rng.random() < 0.5:
             labels = rng.sample(labels, len(labels))
         roll = rng.random()
         tail = tail if roll < 0.4 else "" if roll < 0.7 else TAILS[rng.randrange(len(TAILS))]
-        if rng.random() < 0.2:  # a single choice among class words, no letters: "Is it x, y or z?"
+        roll = rng.random()
+        if roll < 0.1 and not keep_format:  # no options: FLARE asks some classification questions bare
+            pass
+        elif roll < 0.4:  # a single choice among class words, no letters: "Is it x, y or z?"
             words = ", ".join(labels[:-1]) + " or " + labels[-1]
-            head = f"{head.rstrip('?.:')}: {words}?" if rng.random() < 0.5 else f"{head} ({words})"
+            bare = head.rstrip("?.:")
+            head = rng.choice((f"{bare}: {words}?", f"{head} ({words})", f"{bare}, {words}?", f"{head} {words}."))
         else:
             head = attach_options(head, labels, random_style(rng), tail)
+    elif plain is not None:  # a list without letters: "Select all that apply: x; y; z."
+        start, items, sep, end = plain
+        items = _swap(items, pool, swap, rng)
+        if rng.random() < 0.5:
+            items = rng.sample(items, len(items))
+        if rng.random() < 0.5:
+            sep = PLAIN_SEPARATORS[rng.randrange(len(PLAIN_SEPARATORS))]
+        head = start + sep.join(items) + end
     if rng.random() < 0.3:
         head = _PREFIX + head
     return _case(head, rng)
+
+
+# ----------------------------------------------------------------------------------------------- answer formats
+SINGLE, MULTI = "classification", "multi_label_classification"
+
+
+@dataclass
+class AnswerFormats:
+    """How the training questions of the two classification tasks ask for their answer, taken apart.
+
+    Attributes:
+        single: ``(question, options)`` of single-choice questions (classification with a lettered option list).
+        multi_questions: the question sentences of multi-label questions, without the sentence that introduces
+            their label list (``Which pathologies are present on tooth 46?``).
+        multi_cues: the sentences that introduce a multi-label list (``Select all that apply:``).
+        multi_tails: the instructions after a multi-label list (``. Multiple answers are allowed.``).
+    """
+
+    single: list[tuple[str, list[str]]] = field(default_factory=list)
+    multi_questions: list[str] = field(default_factory=list)
+    multi_cues: list[str] = field(default_factory=list)
+    multi_tails: list[str] = field(default_factory=list)
+
+
+def answer_formats(texts: list[str], tasks: list[str]) -> AnswerFormats:
+    """Take the classification and multi-label questions of a training set apart (:class:`AnswerFormats`).
+
+    Only a multi-label question whose list follows a sentence of its own gives a question and a cue
+    (``Which ... tooth 46? Select all that apply: x; y``); ``Identify all conditions affecting tooth 13 from: ...``
+    is one sentence, question and cue at once, and gives neither.
+    """
+    out = AnswerFormats()
+    seen: set = set()
+
+    def add(kind: list, value) -> None:
+        key = (id(kind), str(value))
+        if key not in seen:
+            seen.add(key)
+            kind.append(value)
+
+    for text, task in zip(texts, tasks, strict=True):
+        text = text.strip()
+        if task == SINGLE:
+            parts = split_options(text)
+            if parts is not None and parts[0]:
+                add(out.single, (parts[0].removeprefix(_PREFIX), parts[1]))
+        elif task == MULTI:
+            plain = split_plain_list(text, PLAIN_MIN_ITEMS)
+            if plain is None:
+                continue
+            sentences = _SENTENCE_END.split(plain[0].strip())
+            if len(sentences) > 1 and plain[0].rstrip().endswith(":"):
+                add(out.multi_questions, " ".join(sentences[:-1]).removeprefix(_PREFIX))
+                add(out.multi_cues, sentences[-1])
+            tail = plain[3].strip()
+            if tail[:1] in (".", "\n") and len(tail) > 1:
+                add(out.multi_tails, tail)
+    return out
+
+
+def cross_format(task: str, formats: AnswerFormats, rng: random.Random, pool: list[str] | None = None) -> str | None:
+    """A question of ``task`` built from the other classification task's question and this task's answer format.
+
+    Multi-label: a single-choice question's wording, a multi-label cue and its options as a list without letters
+    (``What type of skin lesion is shown? Select all that apply: x; y; z. Multiple answers are allowed.``).
+    Classification: a multi-label question's wording with lettered options (``Which pathologies are present on
+    tooth 46? A. x B. y``). Whether one answer or several are asked for is said by the answer format, not by the
+    dataset's subject: without this, a router that knows one multi-label dataset (tooth conditions) sends another
+    (chest findings, written with the same "select all that apply") to classification. ``None`` when the training
+    set has no such parts.
+    """
+    if task == MULTI and formats.single and formats.multi_cues:
+        head, labels = formats.single[rng.randrange(len(formats.single))]
+        labels = rng.sample(labels, len(labels))
+        tail = rng.choice([*formats.multi_tails, "."])
+        sep = PLAIN_SEPARATORS[rng.randrange(2)]
+        return f"{head} {rng.choice(formats.multi_cues)} {sep.join(labels)}{tail}"
+    if task == SINGLE and formats.multi_questions and pool and len(pool) >= 2:
+        labels = rng.sample(pool, rng.randint(2, min(8, len(pool))))
+        return attach_options(rng.choice(formats.multi_questions), labels, random_style(rng),
+                              rng.choice(("", *TAILS)))
+    return None
+
+
+class Augmenter:
+    """Re-writes the questions of a training batch (:func:`augment_question`, :func:`cross_format`).
+
+    Args:
+        texts, tasks: the training questions and their task names (the pool and answer formats are taken from them).
+        share: the share of questions re-written (``--augment``).
+        swap: see :func:`augment_question` (``--option_swap``).
+        drop: see :func:`augment_question` (``--sentence_dropout``).
+        cross: the share of classification and multi-label questions replaced by :func:`cross_format`
+            (``--cross_format``).
+        context: the share of questions whose image is swapped for another (:func:`swap_context`,
+            ``--context_swap``).
+    """
+
+    def __init__(self, texts: list[str], tasks: list[str], share: float, swap: float = 0.3, drop: float = 0.0,
+                 cross: float = 0.0, context: float = 0.0):
+        self.share, self.swap, self.drop, self.cross, self.context = share, swap, drop, cross, context
+        self.pool = option_pool(texts) if swap > 0 or cross > 0 else None
+        self.formats = answer_formats(texts, tasks) if cross > 0 else AnswerFormats()
+        self.contexts = context_pool(texts) if context > 0 else []
+
+    def __call__(self, text: str, task: str, rng: random.Random) -> str:
+        """One training question, re-written or not."""
+        crossed = None
+        if self.cross > 0 and task in (SINGLE, MULTI) and rng.random() < self.cross:
+            crossed = cross_format(task, self.formats, rng, self.pool)
+        text = crossed or text
+        if self.context > 0 and rng.random() < self.context:
+            text = swap_context(text, self.contexts, rng)
+        if self.share > 0 and rng.random() < self.share:
+            text = augment_question(text, rng, self.pool, self.swap, self.drop, keep_format=crossed is not None)
+        return text

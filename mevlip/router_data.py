@@ -6,8 +6,8 @@ text. :func:`build_router_sets` makes the same sets straight from FLARE question
 validation splits -> test), for tests and for runs before data preparation has written them.
 
 Leave-one-dataset-out (:func:`collect_dataset_questions`, :func:`lodo_folds`): the contract files carry no
-dataset name, so the honest generalisation measure reads FLARE question files directly (``--flare_root``), where
-each record's dataset and task type are known.
+dataset name, so the honest generalisation measure reads FLARE question files directly (``--base_dataset_path``),
+where each record's dataset and task type are known.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def run_fold(cfg: RouterTrainConfig, fold: Fold, labels: list[str], threshold: f
     start = time.perf_counter()
     model, tokenizer, label_tokenizer, info = train_router(cfg, fold.train, labels, progress=False)
     router = Router(model, tokenizer, label_tokenizer, labels, {x: TASKS[x].adapter for x in labels}, threshold,
-                    cfg.device, min(cfg.max_length, 512))
+                    cfg.device, min(cfg.max_length, 512), label_texts=model.config.router_label_texts)
     ev = evaluate(router, fold.test, max_errors=10)
     return {"dataset": fold.dataset, "held_out": fold.held_out, "families": fold.families,
             "train_rows": len(fold.train), "n": ev["n"], "correct": ev["n"] - ev["errors"],

@@ -32,7 +32,8 @@ from mevlip.router import (
     uni_inputs,
     uni_logits,
 )
-from mevlip.router_augment import augment_question
+from mevlip.router_augment import Augmenter
+from mevlip.router_labels import LABEL_PROMPTS, label_texts
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,26 @@ class RouterTrainConfig:
     balance: str = field(default="stem", metadata={"help": "sampler balance: none (uniform rows), sqrt / full "
                                                            "(rows weighted 1/sqrt(n) or 1/n per task), stem "
                                                            "(tasks equally, then question stems equally)"})
+    label_prompts: str = field(default="descriptions",
+                               metadata={"help": "what the router scores for each task: its name, or a short "
+                                                 "description of the task (mevlip.router_labels)"})
+    label_examples: bool = field(default=True,
+                                 metadata={"help": "with --label_prompts descriptions: also train on each task's "
+                                                   "description as one question of that task"})
     augment: float = field(default=0.5, metadata={"help": "share of training questions re-written per step: option "
                                                           "format, order and casing (mevlip.router_augment; 0: off)"})
+    option_swap: float = field(default=0.3, metadata={"help": "share of re-written option lists that get other "
+                                                              "labels from the training questions' own option "
+                                                              "labels (mevlip.router_augment; 0: off)"})
+    sentence_dropout: float = field(default=0.2, metadata={"help": "share of re-written questions of several "
+                                                                   "sentences that lose one (mevlip.router_augment)"})
+    cross_format: float = field(default=0.5, metadata={"help": "share of classification and multi-label training "
+                                                               "questions replaced by the other task's wording in "
+                                                               "their own answer format (mevlip.router_augment."
+                                                               "cross_format; 0: off)"})
+    context_swap: float = field(default=0.3, metadata={"help": "share of training questions whose image ('in this "
+                                                               "endoscopy frame') is swapped for another training "
+                                                               "question's (mevlip.router_augment; 0: off)"})
     word_dropout: float = field(default=0.0, metadata={"help": "drop each word of a training question with this "
                                                                "probability (augmentation; 0: off)"})
     max_length: int = field(default=256, metadata={"help": "token limit per sequence"})
@@ -108,6 +127,8 @@ class RouterTrainConfig:
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"--architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.label_prompts not in LABEL_PROMPTS:
+            raise ValueError(f"--label_prompts must be one of {LABEL_PROMPTS}, got {self.label_prompts!r}")
         if self.balance not in BALANCE:
             raise ValueError(f"--balance must be one of {BALANCE}, got {self.balance!r}")
         if self.problem_type not in ("multi_label_classification", "single_label_classification"):
@@ -135,12 +156,16 @@ def departures(cfg: RouterTrainConfig) -> list[str]:
         out.append("focal_alpha=1.0: gliclass weights negative labels by (1 - alpha) = 0, so only positives train")
     if not cfg.fp16:
         out.append("fp16: off (paper: fp16 on GPU)")
+    if cfg.label_prompts != "names":
+        out.append(f"label_prompts: {cfg.label_prompts} (the original scores the task names)")
     return out
 
 
 #: Settings the paper does not state (GLiClass defaults or ours), listed at start so that a run says what it did.
-UNSTATED = ("architecture", "pooling", "normalize_features", "class_token_pooling", "balance", "augment", "batch_size",
-            "others_lr", "weight_decay", "freeze_embeddings", "trainable_layers", "freeze_label_encoder")
+UNSTATED = ("architecture", "pooling", "normalize_features", "class_token_pooling", "label_examples", "balance",
+            "augment", "option_swap", "sentence_dropout", "cross_format", "context_swap",
+            "batch_size", "others_lr", "weight_decay",
+            "freeze_embeddings", "trainable_layers", "freeze_label_encoder")
 
 
 def unstated(cfg: RouterTrainConfig) -> list[str]:
@@ -266,8 +291,14 @@ def drop_words(text: str, p: float, rng: random.Random) -> str:
 
 
 def step_loss(model, tokenizer, label_tokenizer, texts: list[str], targets: list[int], labels: list[str],
-              cfg: RouterTrainConfig, rng: random.Random) -> torch.Tensor:
-    """The loss of one batch, scored exactly as :class:`~mevlip.router.Router` scores."""
+              cfg: RouterTrainConfig, rng: random.Random, augmenter: Augmenter | None = None,
+              tasks: list[str] | None = None) -> torch.Tensor:
+    """The loss of one batch, scored exactly as :class:`~mevlip.router.Router` scores.
+
+    Args:
+        labels: the label texts scored (task names or descriptions), in target order.
+        augmenter: re-writes the batch's questions (``tasks``: the task name of each target index).
+    """
     core, device = model.model, cfg.device
 
     def tok(t, seqs):
@@ -275,8 +306,8 @@ def step_loss(model, tokenizer, label_tokenizer, texts: list[str], targets: list
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
     n = len(labels)
-    if cfg.augment > 0:
-        texts = [augment_question(t, rng) if rng.random() < cfg.augment else t for t in texts]
+    if augmenter is not None:
+        texts = [augmenter(t, tasks[k], rng) for t, k in zip(texts, targets, strict=True)]
     if cfg.word_dropout > 0:
         texts = [drop_words(t, cfg.word_dropout, rng) for t in texts]
     if cfg.architecture == "bi-encoder":
@@ -305,9 +336,15 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
     from transformers import get_linear_schedule_with_warmup
 
     model, tokenizer, label_tokenizer = build_model(cfg)
+    prompts = label_texts(labels, cfg.label_prompts)
+    if cfg.label_prompts == "descriptions" and cfg.label_examples:
+        rows = rows + [{"text": t, "true_labels": [x]} for x, t in zip(labels, prompts, strict=True)]
+    model.config.router_label_texts = prompts  # the texts this model scores, saved with it (mevlip.router_labels)
     trainable = freeze(model, cfg)
     texts = [r["text"] for r in rows]
     targets = [labels.index(r["true_labels"][0]) for r in rows]
+    augmenter = Augmenter(texts, [labels[k] for k in targets], cfg.augment, cfg.option_swap, cfg.sentence_dropout,
+                          cfg.cross_format, cfg.context_swap)
     steps = math.ceil(cfg.epochs * len(rows) / cfg.batch_size) if cfg.epochs > 0 else cfg.max_steps
     if cfg.max_steps > 0:
         steps = min(steps, cfg.max_steps)
@@ -328,7 +365,7 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
     for batch in bar:
         with torch.autocast("cuda", dtype=torch.float16, enabled=cfg.fp16):
             loss = step_loss(model, tokenizer, label_tokenizer, [texts[i] for i in batch],
-                             [targets[i] for i in batch], labels, cfg, rng)
+                             [targets[i] for i in batch], prompts, cfg, rng, augmenter, labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

