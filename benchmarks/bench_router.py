@@ -26,8 +26,8 @@ import torch
 
 from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.router import Router, save_router
-from mevlip.router_data import collect_questions
-from mevlip.router_train import RouterTrainConfig, build_model
+from mevlip.router.data import collect_questions
+from mevlip.router.train import RouterTrainConfig, build_model
 from mevlip.synth import generate
 from mevlip.tasks import TASK_NAMES
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.flare import SPLITS, FlareDataError, discover, load_records
-from mevlip.router_report import confusion_markdown, summarize
+from mevlip.router.report import confusion_markdown, summarize
 from mevlip.tasks import normalize_task_type
 
 logger = logging.getLogger("route_questions")

@@ -12,7 +12,7 @@ there: held-out accuracy, per-class precision/recall, and how many held-out ques
 threshold. Every setting that differs from the paper is printed at start and stored in the report.
 
 ``--leave_one_dataset_out`` (needs ``--base_dataset_path``: the contract files name no dataset) also trains one
-router per dataset without that dataset's questions and routes them (:mod:`mevlip.router_lodo`), with the same
+router per dataset without that dataset's questions and routes them (:mod:`mevlip.router.lodo`), with the same
 settings, and reports accuracy per dataset and overall: how the router does on a wording it never saw.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
-from mevlip.router_data import (
+from mevlip.router.data import (
     ROUTER_SUBDIR,
     RouterDataError,
     build_router_sets,
@@ -37,9 +37,9 @@ from mevlip.router_data import (
     load_router_set,
     lodo_folds,
 )
-from mevlip.router_lodo import leave_one_dataset_out
-from mevlip.router_report import evaluate, write_report
-from mevlip.router_train import (
+from mevlip.router.lodo import leave_one_dataset_out
+from mevlip.router.report import evaluate, write_report
+from mevlip.router.train import (
     EMBEDDED_NAME,
     PAPER,
     PAPER_ENCODER,
@@ -192,7 +192,7 @@ def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]
         folds = [f for f in folds if f.dataset in args.lodo_datasets]
     logger.info("leave-one-dataset-out: %d folds", len(folds))
     summary = leave_one_dataset_out(cfg, folds, labels, args.threshold)
-    return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router_train."
+    return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router.train."
             "question_stem: the wording without its options, numbers or case)"}
 
 

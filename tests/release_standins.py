@@ -42,7 +42,7 @@ def build_release_adapters(standin: Path, out: Path, names: list[str] | None = N
 
 def build_plain_router(out: Path, architecture: str = "uni-encoder") -> Path:
     """An untrained plain GLiClass folder: ``save_pretrained`` of model and tokenizer, gliclass's own defaults."""
-    from mevlip.router_train import RouterTrainConfig, build_model
+    from mevlip.router.train import RouterTrainConfig, build_model
 
     model, tokenizer, _ = build_model(RouterTrainConfig(
         architecture=architecture, pooling="first", class_token_pooling="first", normalize_features=False))

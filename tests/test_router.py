@@ -25,13 +25,12 @@ import pytest
 import torch
 from scripts import load_script
 
-import mevlip.router_lodo
+import mevlip.router.lodo
 from mevlip.cli import UserError
-from mevlip.portable import absolute_paths, folder_absolute_paths, relativize
 from mevlip.question_options import INTROS, JOINERS, MARKERS, OptionStyle, attach_options, split_options
 from mevlip.router import Route, Router, RouterError, save_router
-from mevlip.router_augment import augment_question
-from mevlip.router_data import (
+from mevlip.router.augment import augment_question
+from mevlip.router.data import (
     RouterDataError,
     build_router_sets,
     collect_dataset_questions,
@@ -41,7 +40,8 @@ from mevlip.router_data import (
     lodo_folds,
     write_router_set,
 )
-from mevlip.router_train import RouterTrainConfig, departures, question_stem, sample_weights, train_router
+from mevlip.router.portable import absolute_paths, folder_absolute_paths, relativize
+from mevlip.router.train import RouterTrainConfig, departures, question_stem, sample_weights, train_router
 from mevlip.synth import generate
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS
 
@@ -139,7 +139,7 @@ def _sentences(text: str) -> list[str]:
     return [" ".join(p.split()) for p in parts if len(p.split()) >= 3 and p.strip()[-1:] in ".?!"]
 
 
-GENERATOR_FILES = ("mevlip/synth/samples.py", "mevlip/question_options.py", "mevlip/router_augment.py")
+GENERATOR_FILES = ("mevlip/synth/samples.py", "mevlip/question_options.py", "mevlip/router/augment.py")
 
 
 def _generator_sentences() -> list[re.Pattern]:
@@ -196,7 +196,7 @@ def test_batched_scores_equal_gliclass_pipeline_one_question_at_a_time(which, un
         batched = router.scores(questions, batch_size=8)
         pipe = ZeroShotClassificationPipeline(router.model, router.tokenizer, classification_type="multi-label",
                                               device="cpu", progress_bar=False)
-        # the pipeline scores the texts the router was trained on (task descriptions, mevlip.router_labels)
+        # the pipeline scores the texts the router was trained on (task descriptions, mevlip.router.labels)
         assert router.label_texts != router.labels and len(router.label_texts) == len(router.labels)
         alone = torch.tensor([[{x["label"]: x["score"] for x in pipe(q, router.label_texts, threshold=0.0)[0]}[text]
                                for text in router.label_texts] for q in questions])
@@ -402,13 +402,13 @@ def test_lodo_folds_hold_out_each_dataset_or_a_unique_tasks_families(mini_flare_
 def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_flare_tiny, tmp_path, monkeypatch):
     main = load_script("task_classifier/train_task_classifier.py").main
     trained_on = {}
-    real = mevlip.router_lodo.train_router
+    real = mevlip.router.lodo.train_router
 
     def spy(cfg, rows, labels, progress=True):
         trained_on[len(trained_on)] = {r["text"] for r in rows}
         return real(cfg, rows, labels, progress)
 
-    monkeypatch.setattr(mevlip.router_lodo, "train_router", spy)
+    monkeypatch.setattr(mevlip.router.lodo, "train_router", spy)
     with torch_threads(1):
         report = main(["--base_dataset_path", str(mini_flare_tiny), "--output_dir", str(tmp_path / "r"), "--preset",
                        "embedded", "--max_steps", "2", "--trainable_layers", "1", "--freeze_label_encoder",

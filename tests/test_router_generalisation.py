@@ -18,7 +18,7 @@ import torch
 
 from mevlip.question_options import join_plain_list, split_options, split_plain_list
 from mevlip.router import Router, RouterError, save_router
-from mevlip.router_augment import (
+from mevlip.router.augment import (
     MULTI,
     SINGLE,
     AnswerFormats,
@@ -31,9 +31,9 @@ from mevlip.router_augment import (
     option_pool,
     swap_context,
 )
-from mevlip.router_data import build_router_sets, collect_dataset_questions, lodo_folds
-from mevlip.router_labels import DESCRIPTIONS, label_texts
-from mevlip.router_train import RouterTrainConfig, departures, question_stem, train_router
+from mevlip.router.data import build_router_sets, collect_dataset_questions, lodo_folds
+from mevlip.router.labels import DESCRIPTIONS, label_texts
+from mevlip.router.train import RouterTrainConfig, departures, question_stem, train_router
 from mevlip.synth.catalog import DATASETS
 from mevlip.tasks import TASK_NAMES
 

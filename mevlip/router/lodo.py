@@ -3,7 +3,7 @@
 Held-out validation questions of a template-generated dataset share their wordings with training, so a router
 can score 100% on them and still misroute a new dataset's wording (the demo router sent 21% of real FLARE
 hidden-validation questions to the wrong task). Here each fold trains a fresh router without one dataset
-(:func:`mevlip.router_data.lodo_folds`: for a task no other dataset has, a share of its template families
+(:func:`mevlip.router.data.lodo_folds`: for a task no other dataset has, a share of its template families
 instead) and routes that dataset's questions; the figures are per dataset and over all held-out questions.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from mevlip.router import Router
-from mevlip.router_data import Fold
-from mevlip.router_report import evaluate
-from mevlip.router_train import RouterTrainConfig, train_router
+from mevlip.router.data import Fold
+from mevlip.router.report import evaluate
+from mevlip.router.routing import Router
+from mevlip.router.train import RouterTrainConfig, train_router
 from mevlip.tasks import TASKS
 
 logger = logging.getLogger(__name__)

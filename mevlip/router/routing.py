@@ -259,7 +259,7 @@ def save_router(model, tokenizer, label_tokenizer, out_dir: str | os.PathLike, l
     Raises:
         RouterError: an absolute path would remain in the folder's JSON files (file and key named).
     """
-    from mevlip.portable import folder_absolute_paths, relativize
+    from mevlip.router.portable import folder_absolute_paths, relativize
 
     def name_of(source):
         if not source or not Path(str(source)).is_absolute():
@@ -301,7 +301,7 @@ class Router:
     Attributes:
         labels: the label set as task names (:data:`mevlip.tasks.TASK_NAMES` spellings), in scoring order.
         label_texts: the label strings the model scores (its training labels): by default what the model records
-            (``config.router_label_texts``: task descriptions or names, :mod:`mevlip.router_labels`) or else
+            (``config.router_label_texts``: task descriptions or names, :mod:`mevlip.router.labels`) or else
             ``labels``; the original's strings (:data:`RELEASE_LABELS`) for a plain GLiClass folder such as the
             authors' release.
         adapters: task name -> adapter name.

@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from mevlip.question_options import split_options
-from mevlip.router import (
+from mevlip.router.augment import Augmenter
+from mevlip.router.labels import LABEL_PROMPTS, label_texts
+from mevlip.router.routing import (
     ARCHITECTURES,
     LABEL_TOKEN,
     SEP_TOKEN,
@@ -32,8 +34,6 @@ from mevlip.router import (
     uni_inputs,
     uni_logits,
 )
-from mevlip.router_augment import Augmenter
-from mevlip.router_labels import LABEL_PROMPTS, label_texts
 
 logger = logging.getLogger(__name__)
 
@@ -99,24 +99,24 @@ class RouterTrainConfig:
                                                            "(tasks equally, then question stems equally)"})
     label_prompts: str = field(default="descriptions",
                                metadata={"help": "what the router scores for each task: its name, or a short "
-                                                 "description of the task (mevlip.router_labels)"})
+                                                 "description of the task (mevlip.router.labels)"})
     label_examples: bool = field(default=True,
                                  metadata={"help": "with --label_prompts descriptions: also train on each task's "
                                                    "description as one question of that task"})
     augment: float = field(default=0.5, metadata={"help": "share of training questions re-written per step: option "
-                                                          "format, order and casing (mevlip.router_augment; 0: off)"})
+                                                          "format, order and casing (mevlip.router.augment; 0: off)"})
     option_swap: float = field(default=0.3, metadata={"help": "share of re-written option lists that get other "
                                                               "labels from the training questions' own option "
-                                                              "labels (mevlip.router_augment; 0: off)"})
+                                                              "labels (mevlip.router.augment; 0: off)"})
     sentence_dropout: float = field(default=0.2, metadata={"help": "share of re-written questions of several "
-                                                                   "sentences that lose one (mevlip.router_augment)"})
+                                                                   "sentences that lose one (mevlip.router.augment)"})
     cross_format: float = field(default=0.5, metadata={"help": "share of classification and multi-label training "
                                                                "questions replaced by the other task's wording in "
-                                                               "their own answer format (mevlip.router_augment."
+                                                               "their own answer format (mevlip.router.augment."
                                                                "cross_format; 0: off)"})
     context_swap: float = field(default=0.3, metadata={"help": "share of training questions whose image ('in this "
                                                                "endoscopy frame') is swapped for another training "
-                                                               "question's (mevlip.router_augment; 0: off)"})
+                                                               "question's (mevlip.router.augment; 0: off)"})
     word_dropout: float = field(default=0.0, metadata={"help": "drop each word of a training question with this "
                                                                "probability (augmentation; 0: off)"})
     max_length: int = field(default=256, metadata={"help": "token limit per sequence"})
@@ -339,7 +339,7 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
     prompts = label_texts(labels, cfg.label_prompts)
     if cfg.label_prompts == "descriptions" and cfg.label_examples:
         rows = rows + [{"text": t, "true_labels": [x]} for x, t in zip(labels, prompts, strict=True)]
-    model.config.router_label_texts = prompts  # the texts this model scores, saved with it (mevlip.router_labels)
+    model.config.router_label_texts = prompts  # the texts this model scores, saved with it (mevlip.router.labels)
     trainable = freeze(model, cfg)
     texts = [r["text"] for r in rows]
     targets = [labels.index(r["true_labels"][0]) for r in rows]

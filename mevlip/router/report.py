@@ -2,7 +2,7 @@
 
 Two steps, as the metrics elsewhere: :func:`evaluate` scores each row (true task, predicted task, score), then
 reduces; an empty slice reports ``n=0`` and ``None``, never ``0.0``. :func:`write_report` writes ``report.json``,
-``report.md`` and ``confusion.png``, with the leave-one-dataset-out figures (:mod:`mevlip.router_lodo`) when the
+``report.md`` and ``confusion.png``, with the leave-one-dataset-out figures (:mod:`mevlip.router.lodo`) when the
 run has them.
 """
 
@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from mevlip.portable import relativize
+from mevlip.router.portable import relativize
 
 
 def confusion(labels: list[str], trues: list[str], preds: list[str]) -> list[list[int]]:
