@@ -150,6 +150,7 @@ STANDIN_PRETRAIN: dict[str, dict] = {
     },
     "output": {
         "output_dir": STANDIN_PRETRAINED,
+        "overwrite_output_dir": True,  # no checkpoints to resume (save_strategy "no"): a rerun starts afresh
         "logging_steps": 10,
         "save_strategy": "no",
         "plot_loss": True,
