@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 import torch
+from scripts import load_script
 
 from mevlip.question_options import join_plain_list, split_options, split_plain_list
 from mevlip.router import Router, RouterError, save_router
@@ -256,3 +257,16 @@ def test_the_image_a_question_names_is_swapped_for_another():
     assert outs == {f"What is the angle of progression (AoP) in {c}?" for c in contexts}
     assert swap_context("Estimate the angle in degrees.", contexts, rng) == "Estimate the angle in degrees."
     assert swap_context("How many cells in this image?", [], rng) == "How many cells in this image?"
+
+
+def test_the_paper_preset_scores_the_task_names_and_the_embedded_one_descriptions():
+    script = load_script("task_classifier/train_task_classifier.py")
+    parser = script.build_parser()
+    paper, _ = script.make_config(parser.parse_args(["--preset", "paper"]))
+    embedded, _ = script.make_config(parser.parse_args(["--preset", "embedded"]))
+    assert (paper.label_prompts, embedded.label_prompts) == ("names", "descriptions")
+    assert not any(d.startswith("label_prompts") for d in departures(paper))
+    chosen, _ = script.make_config(parser.parse_args(["--preset", "paper", "--label_prompts", "descriptions"]))
+    assert chosen.label_prompts == "descriptions"
+    help_text = parser.format_help()
+    assert re.search(r"default: descriptions \(embedded\s+preset\), names \(paper\s+preset\)", help_text), help_text
