@@ -110,7 +110,7 @@ class RouterTrainConfig:
                                                               "labels (mevlip.router.augment; 0: off)"})
     sentence_dropout: float = field(default=0.2, metadata={"help": "share of re-written questions of several "
                                                                    "sentences that lose one (mevlip.router.augment)"})
-    cross_format: float = field(default=0.5, metadata={"help": "share of classification and multi-label training "
+    cross_format: float = field(default=0.2, metadata={"help": "share of classification and multi-label training "
                                                                "questions replaced by the other task's wording in "
                                                                "their own answer format (mevlip.router.augment."
                                                                "cross_format; 0: off)"})
