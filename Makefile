@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: test demo install clean-demo
+.PHONY: test demo install clean-demo mutation
 
 install: $(STAMP)
 
@@ -28,3 +28,7 @@ demo: $(STAMP)
 
 clean-demo:
 	rm -rf demo_output
+
+# Mutation testing of the core modules (README "Mutation testing"; hours on 2 cores; not part of `make test`)
+mutation: $(STAMP)
+	$(PY) benchmarks/mutation.py

@@ -41,6 +41,7 @@ SCRIPTS = {
     "bench_router": "benchmarks/bench_router.py",
     "bench_synth": "benchmarks/bench_synth.py",
     "check_readme_figures": "benchmarks/check_readme_figures.py",
+    "mutation": "benchmarks/mutation.py",
     "gpu_check": "benchmarks/gpu_check_internvl3_8b.py",
     "demo": "mevlip.demo.__main__",
     "demo_report": "mevlip.demo.report",
@@ -296,6 +297,7 @@ def _user_error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "bench_synth": (["--output_dir", tmp / "file" / "sub", "--scale", "tiny"], str(tmp / "file" / "sub")),
         "bench_prepare": (["--base_dataset_path", nowhere], str(nowhere)),
         "check_readme_figures": (["--root", nowhere], str(nowhere)),
+        "mutation": (["--report", "--output_file", tmp / "file" / "m.json"], str(tmp / "file" / "m.json")),
         "demo": (["--quick", "--output_dir", tmp / "file" / "sub"], str(tmp / "file" / "sub")),
         "demo_report": (["--compare", tmp / "bad.json", tmp / "bad.json"], str(tmp / "bad.json")),
     }

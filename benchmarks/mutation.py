@@ -1,0 +1,261 @@
+"""Mutation testing of the core modules with mutmut: run it group by group and record the score per module.
+
+    python benchmarks/mutation.py                  # every group (hours on 2 cores) -> benchmarks/results/mutation.json
+    python benchmarks/mutation.py --group answers  # one group (repeatable); the other groups' figures are kept
+    python benchmarks/mutation.py --survivors      # rerun only the mutants that were not killed last time
+    python benchmarks/mutation.py --report         # rebuild the JSON from mutmut's state, run nothing
+
+``make mutation`` runs the first line. mutmut (configured in ``pyproject.toml`` ``[tool.mutmut]``: the files, the
+unit-level test selection, what the tests read) copies ``mevlip/`` into ``mutants/``, mutates every function of the
+files named there and, per mutant, runs only the selected tests that reached that function. This script runs
+``mutmut run --max-children 1`` once per group below, on the functions of :data:`GROUPS` (a module's logic; the
+functions it leaves out are named with the reason), under ``nice`` with one thread per process, and counts each
+module's results: score = (killed + timeout) / all mutants run, mutmut's own definition. Survivors that are
+equivalent to the original are listed with their reasons in ``docs/mutation.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results_file.py, however this is run
+from results_file import RESULTS_DIR, write_result  # noqa: E402
+
+from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging  # noqa: E402
+
+#: group -> {module file: {function left out: why}}; every other function and method of the file is mutated.
+#: A method is named ``Class.method``; a class name leaves out all its methods.
+GROUPS: dict[str, dict[str, dict[str, str]]] = {
+    "answers": {"mevlip/answers.py": {}, "mevlip/tasks.py": {}},
+    "prompts": {"mevlip/prompts.py": {}},
+    "flare": {"mevlip/flare.py": {"add_zip_limit_args": "argparse options and their help text"}},
+    "baselines": {"mevlip/baselines.py": {"build_parser": "argparse options and their help text"}},
+    "metrics": {
+        "mevlip/metrics/flare25_parsing.py": {},
+        "mevlip/metrics/matching.py": {},
+        "mevlip/metrics/profiles.py": {},
+        "mevlip/metrics/records.py": {},
+        "mevlip/metrics/scores.py": {},
+        "mevlip/metrics/text_metrics.py": {},
+        "mevlip/metrics/green_rule.py": {},
+        "mevlip/metrics/green_llm.py": {
+            "GreenJudge": "loads and runs a causal LM (its test spends 10 s building a model per mutant); the "
+                          "prompt it sends and the parsing of its answers are mutated"},
+        "mevlip/metrics/evaluate.py": {},
+        "mevlip/metrics/report.py": {"bar_chart": "a matplotlib figure of figures computed elsewhere",
+                                     "markdown": "Markdown rendering of metrics.json, which is mutated"},
+    },
+    "prepare": {
+        "mevlip/prepare/core.py": {},
+        "mevlip/prepare/io.py": {},
+        "mevlip/prepare/images.py": {
+            "_exit_with_parent": "a watchdog thread inside pool worker processes; its test kills real processes "
+                                 "(a subprocess: the mutant is not imported there)"},
+        "mevlip/prepare/stats.py": {"format_summary": "console summary text of the figures to_dict computes"},
+    },
+    "inference": {
+        "mevlip/inference/run.py": {
+            "plan": "input discovery (FLARE access, mutated in flare.py)",
+            "_extract_images": "input discovery (FLARE access, mutated in flare.py)",
+            "_resolve": "input discovery (FLARE access, mutated in flare.py)",
+            "init_ranks": "torch.distributed set-up (tests/test_torchrun_inference.py runs it in subprocesses)",
+            "barrier": "torch.distributed", "gather": "torch.distributed", "close_ranks": "torch.distributed",
+        },
+    },
+    "demo": {
+        "mevlip/demo/report.py": {
+            "write_report": "assembles results.md/results.json from the verdict functions, which are mutated",
+            "seeds_markdown": "Markdown rendering of seeds.json (seeds_document, mutated)",
+            "loss_plot": "a matplotlib figure", "metric_plot": "a matplotlib figure",
+            "machine": "names the CPU", "routing_accuracy": "router figures, not verdicts",
+            "routing_by_scoring": "router figures, not verdicts",
+            "write_seeds_summary": "file writing around seeds_document", "merge_seeds": "file reading around "
+            "seeds_document", "build_parser": "argparse options", "main": "command-line glue",
+            "_load": "reads a JSON file"},
+    },
+    "router": {
+        "mevlip/router/routing.py": {
+            "read_router_config": "router folder files, not scoring", "check_config_file": "router folder files "
+            "(refusing code-running configs: tests/test_router_security.py)", "save_router": "router folder files",
+            "Router.from_pretrained": "router folder files", "_label_tokenizer": "router folder files"},
+    },
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault",
+          -9: "segfault", None: "not checked"}
+COUNTED = ("killed", "timeout", "survived", "no tests", "suspicious", "segfault", "skipped", "not checked")
+
+
+def functions(path: Path) -> list[str]:
+    """Top-level functions and ``Class.method`` names of a module, in source order."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names += [f"{node.name}.{n.name}" for n in node.body if isinstance(n, (ast.FunctionDef,
+                                                                                   ast.AsyncFunctionDef))]
+    return names
+
+
+def mangled(module_file: str, function: str) -> str:
+    """mutmut's name prefix of a function's mutants: ``mevlip.flare.x_discover``, ``mevlip.flare.xǁZipLimitsǁcheck``."""
+    module = module_file.removesuffix(".py").replace("/", ".")
+    cls, _, name = function.rpartition(".")
+    return f"{module}.x{'ǁ' + cls + 'ǁ' if cls else '_'}{name}"
+
+
+def scope(module_file: str, left_out: dict[str, str]) -> list[str]:
+    """The mutated functions of a module: all but ``left_out`` (a class name leaves out all its methods)."""
+    return [f for f in functions(REPO / module_file) if f not in left_out and f.split(".")[0] not in left_out]
+
+
+def globs(group: str) -> list[str]:
+    """mutmut mutant-name globs of a group's functions."""
+    return [f"{mangled(m, f)}__mutmut_*" for m, out in GROUPS[group].items() for f in scope(m, out)]
+
+
+def exit_codes(module_file: str) -> dict[str, int | None]:
+    """mutmut's last result per mutant of a module (``mutants/<file>.meta``)."""
+    meta = REPO / "mutants" / f"{module_file}.meta"
+    if not meta.is_file():
+        return {}
+    return json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+
+
+def module_counts(module_file: str, left_out: dict[str, str]) -> dict:
+    """Counts per status of the module's in-scope mutants, and the score."""
+    patterns = [f"{mangled(module_file, f)}__mutmut_*" for f in scope(module_file, left_out)]
+    counts = dict.fromkeys(COUNTED, 0)
+    for key, code in exit_codes(module_file).items():
+        if any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            counts[STATUS.get(code, "suspicious")] += 1
+    run = sum(counts.values()) - counts["skipped"] - counts["not checked"]
+    counts["mutants"] = sum(counts.values())
+    counts["score"] = round((counts["killed"] + counts["timeout"]) / run, 4) if run else None
+    counts["left_out"] = left_out
+    return counts
+
+
+def not_killed(group: str) -> list[str]:
+    """The group's mutants whose last result is not a kill: survived, timed out, never ran."""
+    names = []
+    for module_file, left_out in GROUPS[group].items():
+        patterns = [f"{mangled(module_file, f)}__mutmut_*" for f in scope(module_file, left_out)]
+        names += [k for k, code in exit_codes(module_file).items()
+                  if STATUS.get(code) != "killed" and any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+    return names
+
+
+def prepare_copy() -> None:
+    """mutmut copies ``also_copy`` files into ``mutants/`` without creating their folders: create them."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    for entry in config.get("also_copy", []):
+        if (REPO / entry).is_file():
+            (REPO / "mutants" / entry).parent.mkdir(parents=True, exist_ok=True)
+
+
+def run_group(group: str, survivors_only: bool) -> dict:
+    """``mutmut run`` on one group's functions; returns the run's kind, mutants submitted and wall seconds."""
+    names = not_killed(group) if survivors_only else globs(group)
+    if not names:
+        return {"kind": "survivors", "mutants_run": 0, "seconds": 0.0}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", "1", *names]
+    print(f"[{group}] mutmut run --max-children 1 on {len(names)} "
+          f"{'surviving mutants' if survivors_only else 'function globs'}", flush=True)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, env=env)
+    seconds = round(time.perf_counter() - start, 1)
+    if done.returncode != 0:
+        raise SystemExit(f"mutation: mutmut run failed for group {group} (exit {done.returncode}); see its output")
+    return {"kind": "survivors" if survivors_only else "full", "names": len(names), "seconds": seconds,
+            "date": time.strftime("%Y-%m-%d %H:%M", time.localtime())}
+
+
+def machine() -> str:
+    """The CPU model and core count."""
+    from mevlip.demo.report import machine as describe
+
+    return describe()
+
+
+def report(previous: dict, runs: dict[str, dict]) -> dict:
+    """The figures per group and module from mutmut's state, the runs of this call added to the earlier ones."""
+    groups = {}
+    for group, modules in GROUPS.items():
+        per_module = {m: module_counts(m, out) for m, out in modules.items()}
+        totals = {k: sum(c[k] for c in per_module.values()) for k in (*COUNTED, "mutants")}
+        ran = totals["mutants"] - totals["skipped"] - totals["not checked"]
+        totals["score"] = round((totals["killed"] + totals["timeout"]) / ran, 4) if ran else None
+        history = (previous.get("groups", {}).get(group, {}).get("runs") or []) + (
+            [runs[group]] if group in runs else [])
+        groups[group] = {**totals, "modules": per_module, "runs": history}
+    overall = {k: sum(g[k] for g in groups.values()) for k in (*COUNTED, "mutants")}
+    ran = overall["mutants"] - overall["skipped"] - overall["not checked"]
+    overall["score"] = round((overall["killed"] + overall["timeout"]) / ran, 4) if ran else None
+    return {"tool": f"mutmut {_mutmut_version()}", "machine": machine(), "overall": overall, "groups": groups}
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = make_parser(__doc__)
+    parser.add_argument("--group", action="append", choices=list(GROUPS),
+                        help="run only this group (repeatable; default: all)")
+    parser.add_argument("--survivors", action="store_true",
+                        help="rerun only the mutants not killed last time (survived, timed out, not run)")
+    parser.add_argument("--report", action="store_true", help="run nothing; rebuild the JSON from mutmut's state")
+    parser.add_argument("--output_file", default=str(RESULTS_DIR / "mutation.json"),
+                        help="the result file (its earlier figures are kept for the groups not run)")
+    add_common_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the groups asked for and write ``benchmarks/results/mutation.json``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    target = Path(args.output_file)
+    try:  # before hours of mutation runs, not after
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{target}: cannot write the result file here ({err.strerror})") from None
+    previous = json.loads(target.read_text(encoding="utf-8")) if target.is_file() else {}
+    runs = {}
+    if not args.report:
+        (REPO / "mutants").mkdir(exist_ok=True)
+        prepare_copy()
+        for group in args.group or list(GROUPS):
+            runs[group] = run_group(group, args.survivors)
+    figures = report(previous, runs)
+    for group, g in figures["groups"].items():
+        print(f"{group:10s} {g['killed'] + g['timeout']:5d} / {g['mutants']:5d} killed "
+              f"({g['survived']} survived, {g['not checked']} not run)  score {g['score']}")
+    print(f"overall    score {figures['overall']['score']}")
+    write_result("mutation", figures, argv, path=target)
+    return figures
+
+
+if __name__ == "__main__":
+    run_cli(main)

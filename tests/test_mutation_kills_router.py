@@ -1,0 +1,178 @@
+"""Router scoring cases the mutation run (``make mutation``, docs/mutation.md) showed untested.
+
+The forward pass is checked against gliclass's own ``ZeroShotClassificationPipeline`` scoring one question at a time
+(the original's way), on untrained routers built in a second from the embedded MiniLM weights; the score maths and
+the routing decision against hand-worked values.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from mevlip.router.routing import (
+    LABEL_TOKEN,
+    SEP_TOKEN,
+    Route,
+    Router,
+    RouterError,
+    _normalize,
+    check_supported,
+    pool,
+    probabilities,
+    uni_inputs,
+)
+from mevlip.tasks import GENERAL_ADAPTER
+
+QUESTIONS = ["How many cells are there?", "Which class does this lesion belong to? A. Benign B. Malignant C. Normal",
+             "Locate the kidney stone in this ultrasound image and give its bounding box as [x1, y1, x2, y2]."]
+
+
+# ----------------------------------------------------------------------------------------------- score maths
+def test_probabilities_by_hand():
+    logits = torch.tensor([[0.0, math.log(3.0)]])
+    multi, single = SimpleNamespace(problem_type="multi_label_classification"), SimpleNamespace(problem_type="x")
+    torch.testing.assert_close(probabilities(single, logits), torch.tensor([[0.25, 0.75]]))  # softmax
+    torch.testing.assert_close(probabilities(multi, logits), torch.tensor([[0.5, 0.75]]))  # sigmoid
+    torch.testing.assert_close(probabilities(multi, logits, "softmax"), torch.tensor([[0.25, 0.75]]))
+    torch.testing.assert_close(probabilities(single, logits, "sigmoid"), torch.tensor([[0.5, 0.75]]))
+    assert probabilities(single, logits.half()).dtype == torch.float32
+    with pytest.raises(ValueError, match="scoring must be one of softmax, sigmoid, got 'max'"):
+        probabilities(single, logits, "max")
+
+
+def test_uni_inputs_as_gliclass_writes_them():
+    assert uni_inputs(["Q?"], ["a", "b"], prompt_first=True) == [f"{LABEL_TOKEN}a{LABEL_TOKEN}b{SEP_TOKEN}Q?"]
+    assert uni_inputs(["Q?", "R"], ["a"], prompt_first=False) == [f"Q?{LABEL_TOKEN}a{SEP_TOKEN}",
+                                                                   f"R{LABEL_TOKEN}a{SEP_TOKEN}"]
+
+
+def test_avg_pooling_ignores_padding_and_other_strategies_use_gliclass():
+    core = SimpleNamespace(config=SimpleNamespace(pooling_strategy="avg"))
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
+    mask = torch.tensor([[1, 1, 0], [0, 0, 0]])
+    # real tokens only; a sequence with none pools to zeros (the sum over no token, divided by at least 1)
+    torch.testing.assert_close(pool(core, hidden, mask), torch.tensor([[2.0, 3.0], [0.0, 0.0]]))
+    first = SimpleNamespace(config=SimpleNamespace(pooling_strategy="first"), pooler=lambda h: h[:, 0])
+    torch.testing.assert_close(pool(first, hidden, mask), hidden[:, 0])
+
+
+def test_normalize_only_when_the_model_normalizes():
+    x = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    on = SimpleNamespace(config=SimpleNamespace(normalize_features=True), epsilon=1e-8)
+    torch.testing.assert_close(_normalize(on, x), torch.tensor([[0.6, 0.8], [0.0, 0.0]]))
+    off = SimpleNamespace(config=SimpleNamespace(normalize_features=False), epsilon=1e-8)
+    assert _normalize(off, x) is x
+
+
+def test_unsupported_gliclass_options_are_refused():
+    ok = SimpleNamespace(architecture_type="uni-encoder")
+    check_supported(ok)  # gliclass's defaults for the options it does not list
+    with pytest.raises(RouterError, match="architecture 'encoder-decoder' is not supported"):
+        check_supported(SimpleNamespace(architecture_type="encoder-decoder"))
+    with pytest.raises(RouterError, match="GLiClass option use_lstm=True is not supported"):
+        check_supported(SimpleNamespace(architecture_type="bi-encoder", use_lstm=True))
+    with pytest.raises(RouterError, match="encoder_layer_id=3"):
+        check_supported(SimpleNamespace(architecture_type="bi-encoder", encoder_layer_id=3))
+
+
+# ----------------------------------------------------------------------------------------------- routing
+class _Net(torch.nn.Module):
+    """What Router needs of a GLiClassModel besides its forward: ``config`` and ``model``."""
+
+    def __init__(self, **config):
+        super().__init__()
+        self.config = SimpleNamespace(**{"architecture_type": "uni-encoder",
+                                         "problem_type": "single_label_classification", **config})
+
+    @property
+    def model(self):
+        return self
+
+
+class _Fixed(Router):
+    """A router whose model pass returns fixed scores (the unit here is classify/route, not the forward)."""
+
+    table: dict[str, list[float]] = {}
+
+    def scores(self, questions, batch_size=64, progress=False):
+        return torch.tensor([self.table[q] for q in questions]).reshape(len(questions), len(self.labels))
+
+
+def _router(threshold=0.3, **kwargs) -> _Fixed:
+    router = _Fixed(_Net(), None, None, ["classification", "counting"],
+                    {"classification": "cls_adapter", "counting": "count_adapter"}, threshold=threshold, **kwargs)
+    router.table = {"a": [0.2, 0.7], "b": [0.25, 0.2], "c": [0.3, 0.1]}
+    return router
+
+
+def test_route_thresholds_the_top_score_and_skips_empty_questions():
+    router = _router()
+    assert router.classify(["a", "b"]) == [("counting", pytest.approx(0.7)), ("classification", pytest.approx(0.25))]
+    assert router.classify([]) == []
+    routes = router.route(["a", "", "b", "c", "  "])
+    assert [(r.task, r.adapter) for r in routes] == [
+        ("counting", "count_adapter"), (None, GENERAL_ADAPTER), ("classification", GENERAL_ADAPTER),
+        ("classification", "cls_adapter"),  # a score equal to the threshold routes to the task
+        (None, GENERAL_ADAPTER)]
+    assert routes[1] == Route(None, 0.0, GENERAL_ADAPTER) and routes[1].is_fallback and not routes[0].is_fallback
+    assert [r.adapter for r in router.route(["a", "c"], threshold=0.8)] == [GENERAL_ADAPTER, GENERAL_ADAPTER]
+    assert [r.adapter for r in _router(threshold=0.0).route(["b"])] == ["cls_adapter"]
+    with pytest.raises(TypeError, match="question 1 is a int, expected str"):
+        router.route(["a", 3])
+
+
+def test_router_settings():
+    router = _router(threshold=1)
+    assert router.threshold == 1.0 and isinstance(router.threshold, float)
+    assert router.labels == ["classification", "counting"] and router.label_texts == router.labels
+    assert router.scoring_name == "softmax" and router.max_length == 512
+    assert _Fixed(_Net(problem_type="multi_label_classification"), None, None, ["a"], {"a": "a"}).scoring_name \
+        == "sigmoid"
+    assert _router(scoring="sigmoid").scoring_name == "sigmoid"
+    assert _Fixed(_Net(router_label_texts=["the a task"]), None, None, ["a"], {"a": "a"}).label_texts == ["the a task"]
+    assert _Fixed(_Net(), None, None, ["a"], {"a": "a"}, label_texts=["given"]).label_texts == ["given"]
+    with pytest.raises(ValueError, match="scoring must be one of softmax, sigmoid, got 'max'"):
+        _router(scoring="max")
+    with pytest.raises(ValueError, match="2 label texts for 1 labels"):
+        _Fixed(_Net(), None, None, ["a"], {"a": "a"}, label_texts=["x", "y"])
+    assert not router.model.training  # eval mode: no dropout
+
+
+# ----------------------------------------------------------------------------------------------- forward parity
+@pytest.fixture(scope="module", params=["uni-encoder", "bi-encoder"])
+def untrained(request):
+    from mevlip.router.train import RouterTrainConfig, build_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, tok, label_tok = build_model(RouterTrainConfig(architecture=request.param, seed=0))
+    finally:
+        torch.set_num_threads(before)
+    return model, tok, label_tok
+
+
+def test_batched_scores_equal_gliclass_alone(untrained):
+    from gliclass import ZeroShotClassificationPipeline
+
+    model, tok, label_tok = untrained
+    labels = ["classification", "counting", "detection"]
+    router = Router(model, tok, label_tok, labels, {x: x for x in labels}, scoring="sigmoid")
+    batched = router.scores(QUESTIONS, batch_size=2)  # short and long questions share a padded batch
+    pipe = ZeroShotClassificationPipeline(router.model, tok, classification_type="multi-label", device="cpu",
+                                          progress_bar=False)
+    alone = torch.tensor([[{x["label"]: x["score"] for x in pipe(q, labels, threshold=0.0)[0]}[label]
+                           for label in labels] for q in QUESTIONS])
+    torch.testing.assert_close(batched, alone, atol=2e-5, rtol=1e-4)
+    # softmax: gliclass's single-label pipeline (the original's) gives the top label and its score
+    router = Router(model, tok, label_tok, labels, {x: x for x in labels}, scoring="softmax")
+    single = ZeroShotClassificationPipeline(router.model, tok, classification_type="single-label", device="cpu",
+                                            progress_bar=False)
+    tops = [single(q, labels)[0][0] for q in QUESTIONS]
+    classified = router.classify(QUESTIONS, batch_size=2)
+    assert [t for t, _ in classified] == [t["label"] for t in tops]
+    assert [s for _, s in classified] == pytest.approx([t["score"] for t in tops], abs=2e-5)
