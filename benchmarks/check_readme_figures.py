@@ -2,6 +2,7 @@
 
     python benchmarks/check_readme_figures.py            # exit 1 if a figure differs; lists what it could not check
     python benchmarks/check_readme_figures.py --require_all   # also exit 1 when a result file is missing
+    python benchmarks/check_readme_figures.py --update        # after a rerun: write its figures into the READMEs
 
 Three kinds of check:
 
@@ -20,6 +21,10 @@ Three kinds of check:
 In the ``## Benchmarks`` section of ``README.md`` a table cell past the second column may hold no number without a
 marker, so a new figure cannot go in unchecked. A result file that is absent (``benchmarks/results/`` is not
 committed; ``make demo`` writes ``demo_output/``) is reported as not checked, with the README line that needs it.
+
+``--update`` rewrites every marked figure that differs with the figure its result file gives, at the README's
+precision (a number quoted as a range or with ``~`` becomes the number itself, to 3 significant digits); blocks and
+the demo table are not rewritten (they are reported as before).
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ BEATS = re.compile(r"beats the (?:constant )?baseline on (\d+) of (\d+) tasks")
 
 @dataclass
 class Report:
-    """What the check found: figures that match, that differ, and that could not be checked."""
+    """What the check found: figures that match, that differ, and that could not be checked (and, with
+    ``update``, the marked figures rewritten)."""
 
     ok: list[str] = field(default_factory=list)
     differ: list[str] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
 
     def failed(self, require_all: bool) -> bool:
         """True when a figure differs (or, with ``require_all``, when one could not be checked)."""
@@ -73,7 +80,7 @@ def same_figure(quoted: str, value) -> tuple[bool, str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return quoted == str(value), str(value)
     if not NUMBER.match(quoted):
-        return False, f"{value:g}"
+        return False, f"{value:.3g}" if isinstance(value, float) else str(value)
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
     if math.isinf(value):
         return False, "inf"
@@ -87,13 +94,16 @@ def _load(path: Path, cache: dict):
     return cache[path]
 
 
-def check_markers(readme: Path, root: Path, report: Report, cache: dict) -> None:
-    """Check every ``<!--fig ...-->`` figure and ``<!--fig-block ...-->`` block of one README."""
-    lines = readme.read_text(encoding="utf-8").splitlines()
+def check_markers(readme: Path, root: Path, report: Report, cache: dict, update: bool = False) -> None:
+    """Check every ``<!--fig ...-->`` figure and ``<!--fig-block ...-->`` block of one README; with ``update``,
+    rewrite the marked figures that differ."""
+    text = readme.read_text(encoding="utf-8")
+    lines = text.splitlines()
     name = readme.relative_to(root).as_posix()
+    rewritten = list(lines)
     for number, line in enumerate(lines, 1):
         where = f"{name}:{number}"
-        for m in MARKER.finditer(line):
+        for m in reversed(list(MARKER.finditer(line))):  # right to left: a rewrite keeps the earlier offsets
             data = _load(root / m["file"], cache)
             if data is None:
                 report.unchecked.append(f"{where}: {m['figure']!r} needs {m['file']} (absent)")
@@ -106,11 +116,18 @@ def check_markers(readme: Path, root: Path, report: Report, cache: dict) -> None
             if m["scale"] and isinstance(value, (int, float)):
                 value = value * int(m["scale"])
             same, expected = same_figure(m["figure"], value)
+            if update and not same:
+                row = rewritten[number - 1]
+                rewritten[number - 1] = row[:m.start("figure")] + expected + row[m.end("figure"):]
+                report.updated.append(f"{where}: {m['figure']!r} -> {expected!r} ({m['file']} {m['key']})")
+                continue
             (report.ok if same else report.differ).append(
                 f"{where}: {m['figure']!r}" + ("" if same else f" but {m['file']} {m['key']} gives {expected!r}"))
         block = BLOCK_MARKER.search(line)
         if block:
             check_block(lines, number, block, where, root, report, cache)
+    if rewritten != lines:
+        readme.write_text("\n".join(rewritten) + ("\n" if text.endswith("\n") else ""), encoding="utf-8")
 
 
 def _render(renderer: str, data) -> list[str]:
@@ -234,15 +251,16 @@ def check_demo_table(readme: Path, results_path: Path, root: Path, report: Repor
 
 
 def check(root: Path = REPO, readmes=READMES, demo_results: str = "demo_output/results.json",
-          demo_seeds: str = "benchmarks/results/demo_seeds.json") -> Report:
-    """Run every check over ``readmes`` (paths from ``root``); returns the report."""
+          demo_seeds: str = "benchmarks/results/demo_seeds.json", update: bool = False) -> Report:
+    """Run every check over ``readmes`` (paths from ``root``); returns the report. ``update``: rewrite the marked
+    figures that differ (:func:`check_markers`)."""
     report, cache = Report(), {}
     for rel in readmes:
         path = root / rel
         if not path.is_file():
             report.unchecked.append(f"{rel}: no such README")
             continue
-        check_markers(path, root, report, cache)
+        check_markers(path, root, report, cache, update)
     main_readme = root / readmes[0]
     if main_readme.is_file():
         check_benchmarks_marked(main_readme, root, report)
@@ -257,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--readmes", nargs="+", default=list(READMES),
                         help="READMEs to check, from the root; the first one holds the Benchmarks and demo tables")
     parser.add_argument("--require_all", action="store_true", help="also fail when a result file is absent")
+    parser.add_argument("--update", action="store_true",
+                        help="rewrite the marked figures that differ with their result files' figures")
     parser.add_argument("-v", "--verbose", action="store_true", help="also list every figure that matches")
     add_common_args(parser)
     return parser
@@ -268,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     if not args.root.is_dir():
         raise UserError(f"--root {args.root}: no such folder")
-    report = check(args.root, tuple(args.readmes))
+    report = check(args.root, tuple(args.readmes), update=args.update)
     if args.verbose:
         print("\n".join(f"ok       {line}" for line in report.ok))
     print("\n".join(f"DIFFERS  {line}" for line in report.differ))
     print("\n".join(f"UNCHECKED {line}" for line in report.unchecked))
-    print(f"{len(report.ok)} figures match, {len(report.differ)} differ, {len(report.unchecked)} not checked")
+    print("\n".join(f"UPDATED  {line}" for line in report.updated))
+    print(f"{len(report.ok)} figures match, {len(report.differ)} differ, {len(report.unchecked)} not checked"
+          + (f", {len(report.updated)} rewritten" if args.update else ""))
     return 1 if report.failed(args.require_all) else 0
 
 

@@ -149,3 +149,23 @@ def test_a_seeds_table_is_checked_against_the_committed_seeds_reference(repo):
     (repo / "benchmarks" / "results" / "demo_seeds.json").unlink()
     report = _run(repo, readme("0.600 [0.550, 0.650]"))
     assert any("benchmarks/results/demo_seeds.json (absent" in line for line in report.unchecked)
+
+
+def test_update_rewrites_the_marked_figures_that_differ_and_nothing_else(repo):
+    """After a rerun, --update writes the run's figures into the README (at the README's precision; a range
+    becomes the number); blocks, the demo table and unmarked text stay as they were, and are still checked."""
+    readme = _readme(speedup="12.1", questions="1,999", accuracy="100.0", table_cell="0.72").replace(
+        STATS_LINE, STATS_LINE.replace("train 9", "train 8"))
+    (repo / "README.md").write_text(readme.replace("It beats", "It (12.1x) beats"), encoding="utf-8")
+    assert check.main(["--root", str(repo), "--readmes", "README.md", "--update"]) == 1  # block, table still differ
+    text = (repo / "README.md").read_text(encoding="utf-8")
+    assert "| `bench_router.py` | 2,000<!--fig benchmarks" in text
+    assert "same | 8.0<!--fig benchmarks/results/bench_router.json bi-encoder.speedup-->x |" in text
+    assert "Paraphrases: 98.1<!--fig" in text and "It (12.1x) beats" in text and "train 8" in text
+    assert f"| {TASKS['classification'].title} | m | 40 | 0.100 | 0.72 |" in text
+    report = check.check(repo, ("README.md",))
+    assert len(report.differ) == 2 and all("12.1" not in line for line in report.differ)
+    ranged = _readme(speedup="7.9-8.1")
+    (repo / "README.md").write_text(ranged, encoding="utf-8")
+    check.check(repo, ("README.md",), update=True)
+    assert (repo / "README.md").read_text(encoding="utf-8") == ranged.replace("7.9-8.1", "8.04")
