@@ -42,6 +42,7 @@ SCRIPTS = {
     "bench_synth": "benchmarks/bench_synth.py",
     "check_readme_figures": "benchmarks/check_readme_figures.py",
     "mutation": "benchmarks/mutation.py",
+    "seeded_bugs": "benchmarks/seeded_bugs.py",
     "gpu_check": "benchmarks/gpu_check_internvl3_8b.py",
     "demo": "mevlip.demo.__main__",
     "demo_report": "mevlip.demo.report",
@@ -298,6 +299,7 @@ def _user_error_cases(tmp: Path) -> dict[str, tuple[list, str]]:
         "bench_prepare": (["--base_dataset_path", nowhere], str(nowhere)),
         "check_readme_figures": (["--root", nowhere], str(nowhere)),
         "mutation": (["--report", "--output_file", tmp / "file" / "m.json"], str(tmp / "file" / "m.json")),
+        "seeded_bugs": (["--output_file", tmp / "file" / "s.json"], str(tmp / "file" / "s.json")),
         "demo": (["--quick", "--output_dir", tmp / "file" / "sub"], str(tmp / "file" / "sub")),
         "demo_report": (["--compare", tmp / "bad.json", tmp / "bad.json"], str(tmp / "bad.json")),
     }
