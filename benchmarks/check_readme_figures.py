@@ -9,7 +9,9 @@ Three kinds of check:
 * **Marked figures**, anywhere in a README: ``12.1<!--fig benchmarks/results/bench_router.json bi-encoder.speedup-->``.
   The figure is the text right before the marker; the marker names its result file (from the repository root) and
   the key in it (dots between keys, list indices as numbers, an optional ``*100`` for percentages). A number is
-  compared at the README's precision (``12.1`` equals 12.07, ``58,110`` equals 58110), a string exactly.
+  compared at the README's precision (``12.1`` equals 12.07, ``58,110`` equals 58110), a string exactly. A
+  machine-dependent figure (a timing, a speed-up) is quoted as the range seen across runs and machines, ``7.1-12.1``:
+  it holds when the result file's figure lies within the range.
 * **Marked blocks**: ``<!--fig-block demo_output/data/prepare_stats.json prepare_summary-->`` before a fenced block:
   every line of the block that starts with ``[`` must be a line that the named renderer prints for that file
   (``prepare_summary``: what data preparation prints, ``mevlip.prepare.stats.format_summary``).
@@ -23,8 +25,8 @@ marker, so a new figure cannot go in unchecked. A result file that is absent (``
 committed; ``make demo`` writes ``demo_output/``) is reported as not checked, with the README line that needs it.
 
 ``--update`` rewrites every marked figure that differs with the figure its result file gives, at the README's
-precision (a number quoted as a range or with ``~`` becomes the number itself, to 3 significant digits); blocks and
-the demo table are not rewritten (they are reported as before).
+precision (a range is widened to include it; a number quoted with ``~`` becomes the number itself, to 3
+significant digits); blocks and the demo table are not rewritten (they are reported as before).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ READMES = ("README.md", "task_classifier/README.md", "llama_factory_internvl/dat
 MARKER = re.compile(r"(?P<figure>[^\s|>(]*)<!--fig (?P<file>\S+) (?P<key>\S+?)(?:\*(?P<scale>\d+))? ?-->")
 BLOCK_MARKER = re.compile(r"<!--fig-block (?P<file>\S+) (?P<renderer>\S+) ?-->")
 NUMBER = re.compile(r"^-?[\d,]*\.?\d+$")
+RANGE = re.compile(r"^(?P<lo>\d[\d,]*(?:\.\d+)?)-(?P<hi>\d[\d,]*(?:\.\d+)?)$")
 BEATS = re.compile(r"beats the (?:constant )?baseline on (\d+) of (\d+) tasks")
 
 
@@ -75,15 +78,27 @@ def lookup(data, key: str):
 
 
 def same_figure(quoted: str, value) -> tuple[bool, str]:
-    """Whether the README's text ``quoted`` shows ``value``, and the text that would: a number at the README's
-    precision (thousands separators kept if the README has them), anything else exactly."""
+    """Whether the README's text ``quoted`` shows ``value``, and the text that would.
+
+    A number is compared at the README's precision (thousands separators kept if the README has them); a range
+    ``lo-hi`` (a machine-dependent figure: timings, speed-ups) holds when the value, at the range's precision, lies
+    within it, and the text that would is the range widened to include it; anything else is compared exactly.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return quoted == str(value), str(value)
+    if math.isinf(value) or math.isnan(value):
+        return False, str(value)
+    ranged = RANGE.match(quoted)
+    if ranged:
+        lo, hi = ranged["lo"], ranged["hi"]
+        decimals = max(len(x.split(".")[1]) if "." in x else 0 for x in (lo, hi))
+        shown = round(value, decimals)
+        low, high = float(lo.replace(",", "")), float(hi.replace(",", ""))
+        inside = low <= shown <= high
+        return inside, quoted if inside else f"{min(low, shown):.{decimals}f}-{max(high, shown):.{decimals}f}"
     if not NUMBER.match(quoted):
         return False, f"{value:.3g}" if isinstance(value, float) else str(value)
     decimals = len(quoted.split(".")[1]) if "." in quoted else 0
-    if math.isinf(value):
-        return False, "inf"
     expected = f"{value:,.{decimals}f}" if "," in quoted else f"{value:.{decimals}f}"
     return quoted == expected, expected
 
