@@ -51,20 +51,22 @@ def original_way(vlm: VLM, router: Router, items: list, max_new_tokens: int) -> 
     """One record at a time: a GLiClass pipeline built per question, the routed adapter, generation at batch 1."""
     from gliclass import ZeroShotClassificationPipeline
 
+    task_of = dict(zip(router.label_texts, router.labels, strict=True))  # the texts it scores -> task names
     out = {}
     start = time.perf_counter()
     for item in items:
         pipe = ZeroShotClassificationPipeline(router.model, router.tokenizer, classification_type="multi-label",
                                               device="cpu")
         with contextlib.redirect_stderr(io.StringIO()):  # its per-call tqdm bar
-            result = pipe(item.question, router.labels, threshold=0.0)[0]
+            result = pipe(item.question, router.label_texts, threshold=0.0)[0]  # the texts it was trained on
         best = max(result, key=lambda r: r["score"])
-        task, score = best["label"], best["score"]
+        task, score = task_of[best["label"]], best["score"]
         wanted = router.adapters[task] if score >= router.threshold else GENERAL_ADAPTER
         adapter = resolve_adapter(wanted, vlm.adapters)
         vlm.use(adapter)
         raw = vlm.generate([(item.question, item.images)], max_new_tokens)[0]
-        out[item.index] = (adapter, canonicalize(task, raw, label_sep=label_separator(raw)))
+        parsed_as = item.task or task  # the record's TaskType decides the parser, as in the original
+        out[item.index] = (adapter, canonicalize(parsed_as, raw, label_sep=label_separator(raw)))
     return time.perf_counter() - start, out
 
 

@@ -55,14 +55,15 @@ def original_way(router: Router, texts: list[str], threshold: float) -> tuple[fl
     """One ``ZeroShotClassificationPipeline`` built and called per question, as the original inference did."""
     from gliclass import ZeroShotClassificationPipeline
 
+    task_of = dict(zip(router.label_texts, router.labels, strict=True))  # the texts it scores -> task names
     top = []
     start = time.perf_counter()
     for text in texts:
         pipe = ZeroShotClassificationPipeline(router.model, router.tokenizer, classification_type="multi-label",
                                               device="cpu")
         with contextlib.redirect_stderr(io.StringIO()):  # its per-call tqdm bar would flood the terminal
-            result = pipe(text, router.labels, threshold=threshold)[0]
-        top.append(max(result, key=lambda r: r["score"])["label"] if result else "")
+            result = pipe(text, router.label_texts, threshold=threshold)[0]
+        top.append(task_of[max(result, key=lambda r: r["score"])["label"]] if result else "")
     return time.perf_counter() - start, top
 
 
