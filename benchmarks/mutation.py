@@ -168,7 +168,7 @@ def prepare_copy() -> None:
             (REPO / "mutants" / entry).parent.mkdir(parents=True, exist_ok=True)
 
 
-def run_group(group: str, survivors_only: bool) -> dict:
+def run_group(group: str, survivors_only: bool, max_children: int = 1) -> dict:
     """``mutmut run`` on one group's functions; returns the run's kind, mutants submitted and wall seconds."""
     names = not_killed(group) if survivors_only else globs(group)
     if not names:
@@ -176,8 +176,8 @@ def run_group(group: str, survivors_only: bool) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     mutmut = Path(sys.executable).with_name("mutmut")
-    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", "1", *names]
-    print(f"[{group}] mutmut run --max-children 1 on {len(names)} "
+    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(max_children), *names]
+    print(f"[{group}] mutmut run --max-children {max_children} on {len(names)} "
           f"{'surviving mutants' if survivors_only else 'function globs'}", flush=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env)
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--survivors", action="store_true",
                         help="rerun only the mutants not killed last time (survived, timed out, not run)")
     parser.add_argument("--report", action="store_true", help="run nothing; rebuild the JSON from mutmut's state")
+    parser.add_argument("--max_children", type=int, default=1,
+                        help="mutants tested at once (each a forked pytest, one torch thread)")
     parser.add_argument("--output_file", default=str(RESULTS_DIR / "mutation.json"),
                         help="the result file (its earlier figures are kept for the groups not run)")
     add_common_args(parser)
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
         (REPO / "mutants").mkdir(exist_ok=True)
         prepare_copy()
         for group in args.group or list(GROUPS):
-            runs[group] = run_group(group, args.survivors)
+            runs[group] = run_group(group, args.survivors, args.max_children)
     figures = report(previous, runs)
     for group, g in figures["groups"].items():
         print(f"{group:10s} {g['killed'] + g['timeout']:5d} / {g['mutants']:5d} killed "
