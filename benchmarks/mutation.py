@@ -20,7 +20,9 @@ import argparse
 import ast
 import fnmatch
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -148,14 +150,30 @@ def module_counts(module_file: str, left_out: dict[str, str]) -> dict:
     return counts
 
 
-def not_killed(group: str) -> list[str]:
-    """The group's mutants whose last result is not a kill: survived, timed out, never ran."""
-    names = []
+def group_mutants(group: str) -> dict[str, int | None]:
+    """Every in-scope mutant of a group with mutmut's last exit code (None: not checked yet)."""
+    found = {}
     for module_file, left_out in GROUPS[group].items():
         patterns = [f"{mangled(module_file, f)}__mutmut_*" for f in scope(module_file, left_out)]
-        names += [k for k, code in exit_codes(module_file).items()
-                  if STATUS.get(code) != "killed" and any(fnmatch.fnmatchcase(k, p) for p in patterns)]
-    return names
+        found.update({k: code for k, code in exit_codes(module_file).items()
+                      if any(fnmatch.fnmatchcase(k, p) for p in patterns)})
+    return found
+
+
+def not_killed(group: str) -> list[str]:
+    """The group's mutants whose last result is not a kill: survived, timed out, never ran."""
+    return [k for k, code in group_mutants(group).items() if STATUS.get(code) != "killed"]
+
+
+def sampled(names: list[str], group: str, fraction: float, seed: int) -> list[str]:
+    """``names`` with its not-yet-checked mutants thinned to a random ``fraction`` (drawn per group from ``seed``);
+    mutants already checked (a survivor to recheck) are all kept."""
+    if fraction >= 1:
+        return names
+    codes = group_mutants(group)
+    unchecked = sorted(n for n in names if codes.get(n) is None)
+    keep = set(random.Random(f"{seed}:{group}").sample(unchecked, math.ceil(fraction * len(unchecked))))
+    return [n for n in names if codes.get(n) is not None or n in keep]
 
 
 def prepare_copy() -> None:
@@ -168,9 +186,12 @@ def prepare_copy() -> None:
             (REPO / "mutants" / entry).parent.mkdir(parents=True, exist_ok=True)
 
 
-def run_group(group: str, survivors_only: bool, max_children: int = 1) -> dict:
-    """``mutmut run`` on one group's functions; returns the run's kind, mutants submitted and wall seconds."""
+def run_group(group: str, survivors_only: bool, max_children: int = 1, sample: float = 1.0, seed: int = 0) -> dict:
+    """``mutmut run`` on one group's functions (or its mutants not killed yet), a random ``sample`` of those not
+    checked yet if below 1; returns the run's kind, mutants submitted and wall seconds."""
     names = not_killed(group) if survivors_only else globs(group)
+    if sample < 1:  # the survivors to recheck, and a share of the mutants never run
+        names = sampled(not_killed(group), group, sample, seed)
     if not names:
         return {"kind": "survivors", "mutants_run": 0, "seconds": 0.0}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -184,7 +205,8 @@ def run_group(group: str, survivors_only: bool, max_children: int = 1) -> dict:
     seconds = round(time.perf_counter() - start, 1)
     if done.returncode != 0:
         raise SystemExit(f"mutation: mutmut run failed for group {group} (exit {done.returncode}); see its output")
-    return {"kind": "survivors" if survivors_only else "full", "names": len(names), "seconds": seconds,
+    kind = ("survivors" if survivors_only else "full") + (f", sample {sample} seed {seed}" if sample < 1 else "")
+    return {"kind": kind, "names": len(names), "seconds": seconds,
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime())}
 
 
@@ -226,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--survivors", action="store_true",
                         help="rerun only the mutants not killed last time (survived, timed out, not run)")
     parser.add_argument("--report", action="store_true", help="run nothing; rebuild the JSON from mutmut's state")
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="run a random share of the mutants not checked yet, and those not killed last "
+                             "time (0-1; the score then covers the mutants run)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample's draw (per group)")
     parser.add_argument("--max_children", type=int, default=1,
                         help="mutants tested at once (each a forked pytest, one torch thread)")
     parser.add_argument("--output_file", default=str(RESULTS_DIR / "mutation.json"),
@@ -238,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the groups asked for and write ``benchmarks/results/mutation.json``."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if not 0 < args.sample <= 1:
+        raise UserError(f"--sample {args.sample}: a share of the mutants, above 0 and at most 1")
     target = Path(args.output_file)
     try:  # before hours of mutation runs, not after
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -249,11 +277,11 @@ def main(argv: list[str] | None = None) -> dict:
         (REPO / "mutants").mkdir(exist_ok=True)
         prepare_copy()
         for group in args.group or list(GROUPS):
-            runs[group] = run_group(group, args.survivors, args.max_children)
+            runs[group] = run_group(group, args.survivors, args.max_children, args.sample, args.seed)
     figures = report(previous, runs)
     for group, g in figures["groups"].items():
-        print(f"{group:10s} {g['killed'] + g['timeout']:5d} / {g['mutants']:5d} killed "
-              f"({g['survived']} survived, {g['not checked']} not run)  score {g['score']}")
+        print(f"{group:10s} {g['killed'] + g['timeout']:5d} killed of {g['mutants'] - g['not checked']:5d} run "
+              f"(of {g['mutants']}; {g['survived']} survived, {g['no tests']} reached by no test)  score {g['score']}")
     print(f"overall    score {figures['overall']['score']}")
     write_result("mutation", figures, argv, path=target)
     return figures
