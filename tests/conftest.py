@@ -13,6 +13,23 @@ import pytest  # noqa: E402
 
 from mevlip.synth import generate  # noqa: E402
 
+#: Modules whose functions memoise results (functools.lru_cache): the scorers and the token counter.
+_MEMOISING = ("mevlip.metrics.profiles", "mevlip.metrics.text_metrics", "mevlip.metrics.green_rule",
+              "mevlip.prepare.stats")
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches():
+    """Every test starts with empty result caches, so what it checks is the code, not a result an earlier test
+    cached. Mutation testing needs it too: mutmut runs each mutant's tests in a fork of a process that has already
+    run them, and a cached score would stand in for the mutated code (mutants of the GREEN rule survived so)."""
+    import importlib
+
+    for name in _MEMOISING:
+        for value in vars(importlib.import_module(name)).values():
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", None) == name:
+                value.cache_clear()
+
 
 @pytest.fixture(scope="session")
 def mini_flare_tiny(tmp_path_factory):

@@ -319,3 +319,70 @@ def test_merge_checks(tmp_path):
     with pytest.raises(ValueError, match=r"^2 record\(s\) answered by no shard, e.g. \['img3.png\|\|Q3\?', "
                                          r"'img4.png\|\|Q4\?'\]"):
         merge_shards(the_plan, [a], tmp_path / "all.json")
+
+
+# ----------------------------------------------------------------------------------------------- second run's survivors
+def test_a_router_folder_is_hashed_into_the_fingerprint(tmp_path):
+    the_plan = _plan(tmp_path)
+    (tmp_path / "router").mkdir()
+    (tmp_path / "router" / "model.safetensors").write_bytes(b"weights")
+    parts = run_fingerprint(the_plan, {"base_model": "hub/name", "routing": "router",
+                                       "router_dir": str(tmp_path / "router")})
+    assert parts["router_files"] == tree_digest(tmp_path / "router") != tree_digest(None)
+
+
+def test_a_header_that_is_not_an_object_is_not_a_journal(tmp_path):
+    path = tmp_path / "p.journal.jsonl"
+    path.write_text('["parts", {"inputs": "a"}]\n')
+    with pytest.raises(ValueError, match=r"p.journal.jsonl: first line is not a journal header$"):
+        read_fingerprint(path)
+
+
+def test_a_second_run_on_the_same_output_is_told_what_to_do(tmp_path):
+    from mevlip.inference.run import OutputLock
+
+    first = OutputLock(tmp_path / "predictions.json")
+    try:
+        with pytest.raises(ResumeError, match=r"predictions.json is in use by another inference run \(.*\); wait "
+                                              r"for it to finish or write into another --output_dir$"):
+            OutputLock(tmp_path / "predictions.json")
+    finally:
+        first.release()
+
+
+def test_progress_counts_the_records_to_answer_and_seconds_keep_two_decimals(tmp_path, capsys, monkeypatch):
+    import mevlip.inference.run as inference_run
+
+    clock = iter([10.0, 11.23456])
+    monkeypatch.setattr(inference_run.time, "perf_counter", lambda: next(clock))
+    the_plan = _plan(tmp_path)
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    stats = run(the_plan, _generate([]), route_items(the_plan.items, "general"), journal, ["general"],
+                progress=True)
+    journal.close()
+    assert "4/4" in capsys.readouterr().err  # four answerable records (record 3 has an error)
+    assert stats["seconds"] == 1.23
+
+
+def test_a_failed_batch_is_retried_on_the_same_adapter(tmp_path):
+    the_plan = _plan(tmp_path)
+    adapters = []
+
+    def generate(batch, adapter):
+        adapters.append(adapter)
+        if len(batch) > 1:
+            raise RuntimeError("out of memory")
+        return [RAW[q] for q, _ in batch]
+
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    run(the_plan, generate, route_items(the_plan.items, "general"), journal, ["general"], progress=False)
+    journal.close()
+    assert adapters == ["general"] * 5  # the batch of four, then each record alone
+
+
+def test_predictions_json_is_indented_as_the_challenge_files(tmp_path):
+    the_plan = _plan(tmp_path)
+    out = tmp_path / "predictions.json"
+    write_outputs(the_plan, {0: {"i": 0, "key": "img0.png||Q0?", "answer": "B"}}, out)
+    text = out.read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), indent=2) + "\n" and text.startswith('[\n  {\n    "ImageName"')

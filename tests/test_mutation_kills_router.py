@@ -7,6 +7,7 @@ the routing decision against hand-worked values.
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -176,3 +177,35 @@ def test_batched_scores_equal_gliclass_alone(untrained):
     classified = router.classify(QUESTIONS, batch_size=2)
     assert [t for t, _ in classified] == [t["label"] for t in tops]
     assert [s for _, s in classified] == pytest.approx([t["score"] for t in tops], abs=2e-5)
+
+
+# ----------------------------------------------------------------------------------------------- second run's survivors
+def test_labels_of_unequal_lengths_score_as_gliclass_alone(untrained):
+    """Label texts of different token lengths share one padded batch: the padding is masked as gliclass masks it
+    (the labels above are one word piece each, so no padding there)."""
+    from gliclass import ZeroShotClassificationPipeline
+
+    model, tok, label_tok = untrained
+    labels = ["counting", "multi_label_classification", "report generation: describe the findings"]
+    router = Router(model, tok, label_tok, labels, {x: x for x in labels}, scoring="sigmoid")
+    pipe = ZeroShotClassificationPipeline(router.model, tok, classification_type="multi-label", device="cpu",
+                                          progress_bar=False)
+    alone = torch.tensor([[{x["label"]: x["score"] for x in pipe(q, labels, threshold=0.0)[0]}[label]
+                           for label in labels] for q in QUESTIONS])
+    torch.testing.assert_close(router.scores(QUESTIONS, batch_size=2), alone, atol=2e-5, rtol=1e-4)
+
+
+def test_the_router_moves_its_model_to_its_device(untrained):
+    model, tok, label_tok = untrained
+    router = Router(copy.deepcopy(model), tok, label_tok, ["a"], {"a": "a"}, device="meta")
+    assert router.device == torch.device("meta")
+    assert {p.device.type for p in router.model.parameters()} == {"meta"}
+
+
+def test_a_progress_bar_only_when_asked(untrained, capsys):
+    model, tok, label_tok = untrained
+    router = Router(model, tok, label_tok, ["a", "b"], {"a": "a", "b": "b"})
+    router.classify(QUESTIONS)
+    assert capsys.readouterr().err == ""
+    router.classify(QUESTIONS, progress=True)
+    assert "routing" in capsys.readouterr().err

@@ -1,0 +1,285 @@
+"""Data preparation cases the mutation run (``make mutation``, docs/mutation.md) showed untested; each expected value
+is worked out by hand or is a property any correct version has (a staged folder gone after discarding it)."""
+
+import json
+
+from mevlip.prepare import core
+from mevlip.prepare.io import DATASET_INFO, Staging, update_dataset_info
+from mevlip.prepare.stats import TokenCounter
+
+
+def test_one_worker_per_core_at_least_one_at_most_eight(monkeypatch):
+    for cores, workers in ((None, 1), (1, 1), (2, 2), (8, 8), (64, 8)):
+        monkeypatch.setattr(core.os, "cpu_count", lambda c=cores: c)
+        assert core.default_workers() == workers
+
+
+def test_discarding_the_staging_folder_removes_it_even_twice(tmp_path):
+    staging = Staging(tmp_path)
+    staging.path("flare").mkdir(parents=True)
+    staging.path("flare/train.json").write_text("[]")
+    assert staging.root.is_dir()
+    staging.discard()
+    assert not staging.root.exists() and tmp_path.is_dir()
+    staging.discard()  # nothing left to remove: no error
+
+
+def test_dataset_info_update_keeps_other_entries_and_writes_ours(tmp_path):
+    (tmp_path / DATASET_INFO).write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
+    ours = {"flare_general": {"file_name": "flare/train.json", "formatting": "sharegpt"}}
+    info = update_dataset_info(tmp_path, ours)
+    assert info == {"mine": {"file_name": "mine.json"}, **ours}
+    assert json.loads((tmp_path / DATASET_INFO).read_text()) == info
+
+
+def test_the_system_prompt_is_counted_once_in_the_overhead():
+    plain, with_system = TokenCounter(), TokenCounter(system="You are a careful radiologist.")
+    assert with_system.overhead > plain.overhead
+
+
+# ----------------------------------------------------------------------------------------------- image zips
+def test_a_dataset_outside_the_root_gets_its_own_fallback_folder(tmp_path):
+    from pathlib import Path
+
+    from mevlip.prepare.images import fallback_folder
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    assert fallback_folder(out, root, root / "Train" / "X" / "ds") == out / "extracted_images" / "Train" / "X" / "ds"
+    assert fallback_folder(out, root, tmp_path / "elsewhere" / "ds") == out / "extracted_images" / "_outside" / "ds"
+    assert fallback_folder(Path("o"), Path("/r"), Path("/r/../up/ds")) == Path("o/extracted_images/_outside/ds")
+
+
+def _zip_folder(tmp_path):
+    import zipfile
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "images.zip", "w") as zf:
+        zf.writestr("imgs/a.png", b"aaa")
+        zf.writestr("imgs/b.png", b"bbbbb")
+    return folder
+
+
+def test_a_read_only_folder_is_extracted_once_under_the_fallback(tmp_path, monkeypatch, caplog):
+    """The dataset folder refuses writes (EROFS, faked: the unit is the decision, tests/test_faults.py mounts a real
+    read-only folder): the zip goes under the fallback, and a second run finds it there and extracts nothing."""
+    import errno
+
+    from mevlip.prepare import images
+
+    real = images.safe_extract
+    calls = []
+
+    def read_only_folder(archive, dest=None, limits=None):
+        calls.append(dest)
+        if dest is None:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(archive, dest, limits)
+
+    monkeypatch.setattr(images, "safe_extract", read_only_folder)
+    folder, fallback = _zip_folder(tmp_path), tmp_path / "out" / "ds"
+    with caplog.at_level("WARNING"):
+        assert images.extract_folder(folder, None, fallback) == (str(folder), 2, None)
+    assert f"extracting images.zip under {fallback}" in caplog.text
+    assert (fallback / "imgs" / "b.png").read_bytes() == b"bbbbb" and not (folder / "imgs").exists()
+    calls.clear()
+    assert images.extract_folder(folder, None, fallback) == (str(folder), 0, None)
+    assert calls == []  # found complete under the fallback: not even tried
+    (fallback / "imgs" / "b.png").write_bytes(b"bb")  # a file of another size: extracted again
+    assert images.extract_folder(folder, None, fallback)[1] == 1
+    assert images.extract_folder(folder, None, None)[2].endswith("cannot extract (Read-only file system)")
+
+
+def test_a_complete_folder_is_not_extracted_again(tmp_path, monkeypatch, caplog):
+    from mevlip.prepare import images
+
+    folder = _zip_folder(tmp_path)
+    with caplog.at_level("INFO"):
+        images.extract_images([_question_file(folder)])
+    assert "image zips of 1 dataset folder(s) checked, 2 file(s) extracted" in caplog.text
+    calls = []
+    monkeypatch.setattr(images, "safe_extract", lambda *a, **k: calls.append(a) or 0)
+    assert images.extract_folder(folder) == (str(folder), 0, None) and calls == []
+
+
+def _question_file(folder):
+    from mevlip.flare import QuestionFile
+
+    return QuestionFile(folder / "ds_questions_train.json", "Training", "X", "ds", "train", False)
+
+
+# ----------------------------------------------------------------------------------------------- messages
+def test_a_question_labelled_twice_keeps_the_first_task_and_says_so(caplog):
+    questions, counts = {}, {"duplicates": 0, "conflicts": 0}
+    with caplog.at_level("WARNING"):
+        for task in ("classification", "classification", "counting"):
+            core._add_question(questions, counts, "How many?", task)
+    assert questions == {"How many?": "classification"} and counts == {"duplicates": 1, "conflicts": 1}
+    assert "question 'How many?' is labelled classification and counting; keeping classification" in caplog.text
+
+
+def test_an_interrupted_swap_is_completed_and_said(tmp_path, caplog):
+    import mevlip.prepare.io as io_module
+    from mevlip.prepare.io import recover_outputs
+
+    staging = Staging(tmp_path)  # killed right after writing the manifest (the commit point), before the renames
+    staging.path("flare").mkdir(parents=True)
+    staging.path("flare/train.json").write_text("[2]")
+    io_module.write_json(staging.root / io_module.COMMIT_FILE, {"replace": ["flare/train.json"], "delete": [],
+                                                                 "remove_if_empty": []})
+    with caplog.at_level("WARNING"):
+        assert recover_outputs(tmp_path) == "completed"
+    assert f"{tmp_path}: completing the swap of an interrupted data preparation run" in caplog.text
+    assert (tmp_path / "flare" / "train.json").read_text() == "[2]"
+
+
+def test_an_absent_file_to_delete_is_no_error_when_the_swap_is_redone(tmp_path):
+    import mevlip.prepare.io as io_module
+
+    staging = Staging(tmp_path)
+    staging.path("flare").mkdir(parents=True)
+    staging.path("flare/val.json").write_text("[]")
+    (tmp_path / "flare").mkdir()
+    (tmp_path / "flare" / "old.json").write_text("[]")
+    staging.commit(delete=["flare/old.json", "flare/never_written.json"])
+    assert sorted(p.name for p in (tmp_path / "flare").iterdir()) == ["val.json"]
+    assert not staging.root.exists() and io_module.recover_outputs(tmp_path) is None
+
+
+# ----------------------------------------------------------------------------------------------- router set, stats
+def test_router_split_by_hand():
+    from mevlip.prepare.io import split_router_set
+
+    questions = {"only one?": "counting", "a?": "classification", "b?": "classification", "c?": "classification",
+                 "d?": "classification"}
+    train, test = split_router_set(questions, 0.25, seed=0)
+    # one classification question of four held out (round(0.25 * 4) = 1); a task with one question stays in train
+    assert len(test) == 1 and test[0]["true_labels"] == ["classification"]
+    assert sorted(r["text"] for r in train) == sorted(set(questions) - {test[0]["text"]})
+    train, test = split_router_set(questions, 0.0, seed=0)  # nothing held out
+    assert test == [] and len(train) == 5
+
+
+def test_percentiles_by_hand():
+    from mevlip.prepare.stats import percentiles
+
+    assert percentiles([], cutoff=10) == {"n": 0, "p50": None, "p90": None, "p95": None, "p99": None, "mean": None,
+                                          "max": None, "over_cutoff": 0}
+    assert percentiles([]) == {"n": 0, "p50": None, "p90": None, "p95": None, "p99": None, "mean": None, "max": None}
+    assert percentiles([7]) == {"n": 1, "p50": 7, "p90": 7, "p95": 7, "p99": 7, "mean": 7.0, "max": 7}
+    # nearest rank: p50 of 1..10 is the 5th value, p90 the 9th, p95 and p99 the 10th
+    assert percentiles([10, 9, 8, 7, 6, 5, 4, 3, 2, 1], cutoff=8) == {
+        "n": 10, "p50": 5, "p90": 9, "p95": 10, "p99": 10, "mean": 5.5, "max": 10, "over_cutoff": 2}
+
+
+# ----------------------------------------------------------------------------------------------- image checks
+def test_a_jpeg_end_marker_counts_with_trailing_padding(tmp_path):
+    from mevlip.prepare.images import _jpeg_has_eoi
+
+    cases = {b"\xff\xd8" + b"x" * 200 + b"\xff\xd9": True, b"\xff\xd8xx\xff\xd9\x00\x00\r\n ": True,
+             b"\xff\xd8" + b"x" * 200 + b"\xff\xd9\x00\x00": True, b"\xff\xd8" + b"x" * 200: False,
+             b"\xff\xd9" + b"x" * 100: False, b"\r\n\xff\xd8xx": False}
+    for i, (data, complete) in enumerate(cases.items()):
+        (tmp_path / f"{i}.jpg").write_bytes(data)
+        assert _jpeg_has_eoi(str(tmp_path / f"{i}.jpg")) is complete, data
+
+
+def test_the_pool_is_made_once_and_its_workers_watch_their_parent():
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mevlip.prepare import images
+
+    assert images.ImageChecker(1).pool() is None
+    with images.ImageChecker(2) as checker:
+        pool = checker.pool()
+        assert isinstance(pool, ProcessPoolExecutor) and checker.pool() is pool
+        # each worker runs the watchdog that ends it with its parent (tests/test_faults.py kills a real parent)
+        assert pool._initializer is images._exit_with_parent
+    assert checker._pool is None  # closed on leaving
+
+
+def test_image_check_messages_and_what_a_quick_check_decodes(tmp_path):
+    """A quick check opens and verifies every image, decodes nothing but a JPEG without its end marker; the full
+    decode (``--full_decode``) finds damage a header check cannot (here a BMP cut short)."""
+    import numpy as np
+    from PIL import Image
+
+    from mevlip.prepare.images import check_image
+
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    assert check_image(str(tmp_path / "x.png")) == "UnidentifiedImageError: cannot identify image file '<file>'"
+    assert check_image(str(tmp_path / "absent.png")) == "missing file"
+    pixels = (np.arange(48 * 48 * 3) % 251).astype("uint8").reshape(48, 48, 3)
+    Image.fromarray(pixels).save(tmp_path / "whole.bmp")
+    data = (tmp_path / "whole.bmp").read_bytes()
+    (tmp_path / "cut.bmp").write_bytes(data[: len(data) // 2])
+    assert check_image(str(tmp_path / "whole.bmp")) is None and check_image(str(tmp_path / "cut.bmp")) is None
+    assert check_image(str(tmp_path / "cut.bmp"), full_decode=True).startswith("OSError: image file is truncated")
+
+
+def test_list_answers_are_joined_with_the_files_separator():
+    assert core.label_separator([{"Answer": "Caries, Impacted tooth"}, {"Answer": 3}]) == ", "
+    assert core.label_separator([{"Answer": "Caries; Bone loss"}]) == "; "
+    assert core.label_separator([{"Answer": ["a", "b"]}, {}]) == "; "  # no string answer: the default
+    assert core.answer_text("multi_label_classification", ["Caries", "Impacted tooth"], label_sep=", ") \
+        == "Caries, Impacted tooth"
+    assert core.answer_text("multi_label_classification", ["Caries", "Impacted tooth"]) == "Caries; Impacted tooth"
+    assert core.answer_text("classification", "  B ") == "  B " and core.answer_text("classification", " ") is None
+
+
+def test_a_list_writer_makes_its_staging_folders(tmp_path):
+    from mevlip.prepare.io import JsonListWriter
+
+    writer = JsonListWriter(tmp_path / "out" / "flare" / "train.json", tmp_path / "stage" / "deep" / "parts")
+    writer.write({"a": 1})
+    writer.close()
+    assert json.loads((tmp_path / "out" / "flare" / "train.json").read_text()) == [{"a": 1}]
+
+
+# ----------------------------------------------------------------------------------------------- a crafted run
+def _root(tmp_path):
+    """One dataset, four training records (the second with a blank answer, the fourth with an empty list: the
+    loader refuses the first, the answer writer the second), images in a zip."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    folder = tmp_path / "root" / "training" / "Xray" / "ds"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "images.zip", "w") as zf:
+        for name in ("a.png", "b.png"):
+            buffer = io.BytesIO()
+            Image.new("RGB", (8, 8), "white").save(buffer, "PNG")
+            zf.writestr(f"imagesTr/{name}", buffer.getvalue())
+    answers = [("a", "A"), ("a", ""), ("b", "B"), ("b", [])]
+    records = [{"ImageName": f"imagesTr/{n}.png", "Question": f"Q{i}? A. x B. y", "Answer": a,
+                "TaskType": "classification", "Modality": "X-ray", "Split": "train"}
+               for i, (n, a) in enumerate(answers)]
+    (folder / "ds_questions_train.json").write_text(json.dumps(records))
+    return tmp_path / "root"
+
+
+def test_a_crafted_run_reports_its_skips_shows_progress_and_obeys_the_zip_limits(tmp_path, capsys, caplog):
+    from mevlip.flare import ZipLimits
+    from mevlip.prepare import PrepareConfig, prepare
+
+    root = _root(tmp_path)
+    with caplog.at_level("INFO"):
+        stats = prepare(PrepareConfig(str(root), str(tmp_path / "out"), workers=1, progress=True))
+    assert "prepare train" in capsys.readouterr().err
+    assert "no training rows were written" not in caplog.text
+    assert stats["parts"]["train"]["skipped"] == [
+        {"file": "training/Xray/ds/ds_questions_train.json", "index": 1, "kind": "empty answer",
+         "reason": "Answer is empty", "key": None},
+        {"file": "training/Xray/ds/ds_questions_train.json", "index": 3, "kind": "empty answer",
+         "reason": "Answer is empty", "key": "imagesTr/b.png||Q3? A. x B. y"}]
+    assert stats["archive_errors"] == []
+    # the same zip under a 10-byte limit is refused before anything is written (a fresh copy: nothing extracted)
+    fresh = _root(tmp_path / "again")
+    with caplog.at_level("INFO"):
+        stats = prepare(PrepareConfig(str(fresh), str(tmp_path / "out2"), workers=1), limits=ZipLimits(max_bytes=10))
+    [error] = stats["archive_errors"]
+    assert error["folder"] == "training/Xray/ds" and "images.zip" in error["error"]
+    assert not (fresh / "training" / "Xray" / "ds" / "imagesTr").exists()
+    assert "no training rows were written" in caplog.text
