@@ -2,16 +2,19 @@
 
     python benchmarks/mutation.py                  # every group (hours on 2 cores) -> benchmarks/results/mutation.json
     python benchmarks/mutation.py --group answers  # one group (repeatable); the other groups' figures are kept
-    python benchmarks/mutation.py --survivors      # rerun only the mutants that were not killed last time
+    python benchmarks/mutation.py --survivors      # rerun only the mutants that ran and were not killed
+    python benchmarks/mutation.py --sample 0.2 --max_children 2   # a random fifth of what never ran, two at a time
     python benchmarks/mutation.py --report         # rebuild the JSON from mutmut's state, run nothing
 
 ``make mutation`` runs the first line. mutmut (configured in ``pyproject.toml`` ``[tool.mutmut]``: the files, the
 unit-level test selection, what the tests read) copies ``mevlip/`` into ``mutants/``, mutates every function of the
 files named there and, per mutant, runs only the selected tests that reached that function. This script runs
-``mutmut run --max-children 1`` once per group below, on the functions of :data:`GROUPS` (a module's logic; the
-functions it leaves out are named with the reason), under ``nice`` with one thread per process, and counts each
-module's results: score = (killed + timeout) / all mutants run, mutmut's own definition. Survivors that are
-equivalent to the original are listed with their reasons in ``docs/mutation.md``.
+``mutmut run`` (one mutant at a time unless ``--max_children``) once per group below, on the functions of
+:data:`GROUPS` (a module's logic; the functions it leaves out are named with the reason), under ``nice`` with one
+thread per process, and counts each module's results: score = (killed + timeout) / mutants run, mutmut's own definition (a mutant no selected test
+reaches counts as run and not killed). Survivors that are equivalent to the original are listed with their
+reasons in ``docs/mutation.md``. A change to the tests makes mutmut forget the results of the functions they
+reach (it reruns them next time), so a long run is best left alone until it ends.
 """
 
 from __future__ import annotations
@@ -161,19 +164,14 @@ def group_mutants(group: str) -> dict[str, int | None]:
 
 
 def not_killed(group: str) -> list[str]:
-    """The group's mutants whose last result is not a kill: survived, timed out, never ran."""
-    return [k for k, code in group_mutants(group).items() if STATUS.get(code) != "killed"]
+    """The group's mutants that ran last time and were not killed: survived, timed out, reached by no test."""
+    return [k for k, code in group_mutants(group).items() if code is not None and STATUS.get(code) != "killed"]
 
 
-def sampled(names: list[str], group: str, fraction: float, seed: int) -> list[str]:
-    """``names`` with its not-yet-checked mutants thinned to a random ``fraction`` (drawn per group from ``seed``);
-    mutants already checked (a survivor to recheck) are all kept."""
-    if fraction >= 1:
-        return names
-    codes = group_mutants(group)
-    unchecked = sorted(n for n in names if codes.get(n) is None)
-    keep = set(random.Random(f"{seed}:{group}").sample(unchecked, math.ceil(fraction * len(unchecked))))
-    return [n for n in names if codes.get(n) is not None or n in keep]
+def sampled(group: str, fraction: float, seed: int) -> list[str]:
+    """A random ``fraction`` (drawn per group from ``seed``) of the group's mutants that never ran."""
+    unchecked = sorted(k for k, code in group_mutants(group).items() if code is None)
+    return sorted(random.Random(f"{seed}:{group}").sample(unchecked, math.ceil(fraction * len(unchecked))))
 
 
 def prepare_copy() -> None:
@@ -189,17 +187,20 @@ def prepare_copy() -> None:
 def run_group(group: str, survivors_only: bool, max_children: int = 1, sample: float = 1.0, seed: int = 0) -> dict:
     """``mutmut run`` on one group's functions (or its mutants not killed yet), a random ``sample`` of those not
     checked yet if below 1; returns the run's kind, mutants submitted and wall seconds."""
-    names = not_killed(group) if survivors_only else globs(group)
-    if sample < 1:  # the survivors to recheck, and a share of the mutants never run
-        names = sampled(not_killed(group), group, sample, seed)
+    if survivors_only:
+        names = not_killed(group)
+    elif sample < 1:  # the survivors to recheck, and a share of the mutants never run
+        names = not_killed(group) + sampled(group, sample, seed)
+    else:
+        names = globs(group)
     if not names:
-        return {"kind": "survivors", "mutants_run": 0, "seconds": 0.0}
+        return {"kind": "survivors" if survivors_only else "nothing left to run", "names": 0, "seconds": 0.0}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     mutmut = Path(sys.executable).with_name("mutmut")
     cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(max_children), *names]
-    print(f"[{group}] mutmut run --max-children {max_children} on {len(names)} "
-          f"{'surviving mutants' if survivors_only else 'function globs'}", flush=True)
+    what = "function globs" if not survivors_only and sample >= 1 else "mutants"
+    print(f"[{group}] mutmut run --max-children {max_children} on {len(names)} {what}", flush=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env)
     seconds = round(time.perf_counter() - start, 1)
@@ -246,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", action="append", choices=list(GROUPS),
                         help="run only this group (repeatable; default: all)")
     parser.add_argument("--survivors", action="store_true",
-                        help="rerun only the mutants not killed last time (survived, timed out, not run)")
+                        help="rerun only the mutants that ran and were not killed (after writing tests for them)")
     parser.add_argument("--report", action="store_true", help="run nothing; rebuild the JSON from mutmut's state")
     parser.add_argument("--sample", type=float, default=1.0,
                         help="run a random share of the mutants not checked yet, and those not killed last "
