@@ -8,13 +8,13 @@
 
 ``make mutation`` runs the first line. mutmut (configured in ``pyproject.toml`` ``[tool.mutmut]``: the files, the
 unit-level test selection, what the tests read) copies ``mevlip/`` into ``mutants/``, mutates every function of the
-files named there and, per mutant, runs only the selected tests that reached that function. This script runs
-``mutmut run`` (one mutant at a time unless ``--max_children``) once per group below, on the functions of
-:data:`GROUPS` (a module's logic; the functions it leaves out are named with the reason), under ``nice`` with one
-thread per process, and counts each module's results: score = (killed + timeout) / mutants run, mutmut's own definition (a mutant no selected test
-reaches counts as run and not killed). Survivors that are equivalent to the original are listed with their
-reasons in ``docs/mutation.md``. A change to the tests makes mutmut forget the results of the functions they
-reach (it reruns them next time), so a long run is best left alone until it ends.
+files named there and, per mutant, runs only the selected tests that reached that function. This script runs ``mutmut
+run`` (one mutant at a time unless ``--max_children``) once per group below, on the functions of :data:`GROUPS` (a
+module's logic; the functions it leaves out are named with the reason), under ``nice`` with one thread per process, and
+counts each module's results: score = (killed + timeout) / mutants run, mutmut's own definition (a mutant no selected
+test reaches counts as run and not killed). Survivors that are equivalent to the original are listed with their reasons
+in ``docs/mutation.md``. A change to the tests makes mutmut forget the results of the functions they reach (it reruns
+them next time), so a long run is best left alone until it ends.
 """
 
 from __future__ import annotations
