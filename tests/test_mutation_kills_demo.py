@@ -143,3 +143,27 @@ def test_ci95_and_run_entries():
 @pytest.mark.parametrize("value,higher,text", [(0.5, True, "0.500"), (0.5, False, "0.50")])
 def test_fmt_direction(value, higher, text):
     assert _fmt(value, higher) == text
+
+
+# ------------------------------------------------------------------------------------------ 20 % sample survivors
+def test_learning_section_skips_a_task_one_run_lacks_and_keeps_its_layout():
+    constant = _metrics({"classification": (0.5, None)})
+    router = _metrics({"classification": (0.8, [0.7, 0.9]), "counting": (3.0, [2.0, 4.0])})  # no constant counting
+    lines = learning_section({"constant": constant, "router": router}, {})
+    assert lines[:4] == ["## Did training learn? (ME-VLIP with TC against the constant baseline)", "",
+                         "| task | constant | ME-VLIP | its 95 % CI | verdict | answers in format |",
+                         "|---|---|---|---|---|---|"]
+    assert lines[4].startswith("| Classification |") and len(lines) == 8
+    assert lines[5] == "" and lines[6].startswith("Beats the constant baseline on 1 of 1 tasks") and lines[7] == ""
+
+
+def test_reference_section_header_and_outside_count(tmp_path):
+    ref = {"preset": "paper", "scale": "small", "machine": "m", "runs": [{}],
+           "summary": {"classification": {"general": {"mean": 0.5, "min": 0.4, "max": 0.6},
+                                          "constant": {"mean": 0.1, "min": 0.1, "max": 0.1}}}}
+    path = tmp_path / "ref.json"
+    path.write_text(__import__("json").dumps(ref))
+    lines = reference_section({"classification": {"general": 0.7, "constant": 0.2}},
+                              SimpleNamespace(preset="paper", scale="small"), path)
+    assert lines[2:4] == ["| task | column | this run | reference mean [min, max] | |", "|---|---|---|---|---|"]
+    assert lines[-2:] == ["2 figure(s) outside the reference range.", ""]

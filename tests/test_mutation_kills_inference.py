@@ -386,3 +386,56 @@ def test_predictions_json_is_indented_as_the_challenge_files(tmp_path):
     write_outputs(the_plan, {0: {"i": 0, "key": "img0.png||Q0?", "answer": "B"}}, out)
     text = out.read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=2) + "\n" and text.startswith('[\n  {\n    "ImageName"')
+
+
+# ------------------------------------------------------------------------------------------ 20 % sample survivors
+def test_tree_digest_names_files_by_their_path_in_the_folder(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "one" / name).mkdir(parents=True)
+    (tmp_path / "one" / "a" / "x.bin").write_bytes(b"1")
+    (tmp_path / "two" / "b").mkdir(parents=True)
+    (tmp_path / "two" / "b" / "x.bin").write_bytes(b"1")
+    assert tree_digest(tmp_path / "one") != tree_digest(tmp_path / "two")  # a/x.bin is not b/x.bin
+    (tmp_path / "w.bin").write_bytes(b"1")
+    assert tree_digest(tmp_path / "w.bin") != tree_digest(tmp_path / "one" / "a" / "x.bin")  # one file: its name
+
+
+def test_a_journal_of_the_older_format_and_one_in_a_new_folder(tmp_path):
+    old = tmp_path / "old.journal.jsonl"
+    old.write_text('{"fingerprint": "abc"}\n{"i": 0, "answer": "A"}\n')
+    # the older header held the inputs' fingerprint alone: same inputs, so what differs is the configuration
+    with pytest.raises(ResumeError, match=r"old.journal.jsonl belongs to another configuration: "):
+        Journal(old, {"inputs": "abc", "routing": '"router"'})
+    with pytest.raises(ResumeError, match=r"old.journal.jsonl belongs to other inputs: "):
+        Journal(old, {"inputs": "abd", "routing": '"router"'})
+    nested = Journal(tmp_path / "a" / "b" / "p.journal.jsonl", "x")
+    nested.close()
+    assert read_fingerprint(tmp_path / "a" / "b" / "p.journal.jsonl") == {"inputs": "x"}
+
+
+def test_the_lock_names_when_the_first_run_started(tmp_path):
+    from mevlip.inference.run import OutputLock
+
+    first = OutputLock(tmp_path / "predictions.json")
+    try:
+        with pytest.raises(ResumeError, match=r"started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"):
+            OutputLock(tmp_path / "predictions.json")
+    finally:
+        first.release()
+
+
+def test_postprocess_without_a_task_and_with_an_unknown_mode():
+    from mevlip.inference.run import postprocess
+
+    item = Item(0, "f", 0, "k", "Q?", ["a"], None, None)
+    assert postprocess(item, Route(None, 0.0, GENERAL_ADAPTER), "anything") == (None, "")
+    with pytest.raises(ValueError, match="post-processing must be one of canonical, original, got 'x'"):
+        postprocess(item, Route("counting", 1.0, "counting"), "3", mode="x")
+
+
+def test_the_progress_bar_is_named(tmp_path, capsys):
+    the_plan = _plan(tmp_path)
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    run(the_plan, _generate([]), route_items(the_plan.items, "general"), journal, ["general"], progress=True)
+    journal.close()
+    assert "answering: 100%" in capsys.readouterr().err

@@ -209,3 +209,10 @@ def test_a_progress_bar_only_when_asked(untrained, capsys):
     assert capsys.readouterr().err == ""
     router.classify(QUESTIONS, progress=True)
     assert "routing" in capsys.readouterr().err
+
+
+def test_questions_are_truncated_to_the_routers_max_length(untrained):
+    model, tok, label_tok = untrained
+    router = Router(model, tok, label_tok, ["a", "b"], {"a": "a", "b": "b"}, max_length=16)
+    ids, mask = router._tokenize(tok, ["word " * 100, "short"])
+    assert ids.shape == mask.shape == (2, 16) and mask[1].sum() < 16
