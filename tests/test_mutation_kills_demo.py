@@ -86,7 +86,12 @@ def test_reference_section_range_edges_and_columns(tmp_path):
     # the range's own ends are inside (a float tolerance); the untrained column is not compared
     assert "| Classification | general adapter | 0.600 | 0.500 [0.400, 0.600] | inside |" in lines
     assert "| Classification | constant baseline | 0.100 | 0.100 [0.100, 0.100] | inside |" in lines
-    assert not any("untrained" in line for line in lines) and "Every figure lies inside the reference range." in lines
+    assert not any("untrained" in line for line in lines)
+    assert lines[-3:] == ["", "Every figure lies inside the reference range.", ""]  # a paragraph of its own
+    # the lower end's tolerance itself is still inside
+    edge = reference_section({"classification": {"general": 0.4 - 1e-9}},
+                             SimpleNamespace(preset="paper", scale="small"), path)
+    assert "Every figure lies inside the reference range." in edge
     assert reference_section(table, SimpleNamespace(preset="paper", scale="tiny"), path) == []
     assert reference_section(table, SimpleNamespace(preset="paper", scale="small"), tmp_path / "none.json") == []
     below = reference_section({"classification": {"general": 0.4 - 1e-6}},

@@ -324,3 +324,17 @@ def test_load_records_errors_and_the_warning_per_skipped_record(tmp_path, caplog
         loaded = load_records(path)
     assert caplog.messages == [f"skipping {path} record 0: missing field(s) TaskType, Modality, Question, Answer, "
                                "Split"] == [f"skipping {loaded.problems[0]}"]
+
+
+def test_only_gt_files_means_no_plain_file_even_without_a_gt_twin(mini_flare_tiny):
+    # validation-public holds plain files only (their answers are inline): "only" finds none of them, where
+    # "prefer" keeps a plain file that has no _withGT twin
+    assert discover(mini_flare_tiny, ["validation-public"], gt="only") == []
+    assert len(discover(mini_flare_tiny, ["validation-public"], gt="prefer")) > 0
+
+
+def test_an_unknown_split_is_named_with_the_known_ones(mini_flare_tiny):
+    with pytest.raises(ValueError) as err:
+        discover(mini_flare_tiny, ["validation"])
+    assert str(err.value) == ("unknown split 'validation'; known splits: training, validation-public, "
+                              "validation-hidden, testing")

@@ -83,3 +83,22 @@ def test_extraction_of_negation_severity_and_size_by_hand():
     assert locations == frozenset({"lung", "left"}) and temporal == frozenset({"unchanged"})
     far = g._extract("No acute distress. " + "x" * 40 + " Mild opacity.")[0]["opacity"][0]
     assert far[1] is False and far[2] == pytest.approx(2.0 * 0.3)  # "no" more than 50 characters before
+
+
+def test_entity_score_uncertainty_and_one_sided_size_by_hand():
+    # the same uncertainty on both sides: 0.2 x (1 - |0.5 - 0.5|) = 0.2, a perfect mention
+    assert g._entity_score({"opacity": [m(unc=0.5)]}, {"opacity": [m(unc=0.5)]}) == pytest.approx(1.0)
+    # a size on one side only: no size term (0.4 + 0.3 + 0.2 = 0.9), either way round
+    assert g._entity_score({"opacity": [m()]}, {"opacity": [m(size="2 cm")]}) == pytest.approx(0.9)
+    assert g._entity_score({"opacity": [m(size="2 cm")]}, {"opacity": [m()]}) == pytest.approx(0.9)
+
+
+def test_measurement_score_goes_on_after_a_type_the_prediction_lacks():
+    # edema (first) is not in the prediction and is skipped; opacity 4 vs 5 cm (relative difference 0.2) gives 0.5
+    ref = {"edema": [m("edema", size="1 cm")], "opacity": [m(size="4 cm")]}
+    assert g._measurement_score({"opacity": [m(size="5 cm")]}, ref) == pytest.approx(0.5)
+
+
+def test_sizes_without_a_number_compare_as_zero():
+    assert g.compare_sizes("large", "2 cm") == 0.0 and g.compare_sizes("2 cm", "small") == 0.0
+    assert g.compare_sizes("0 mm", "0 cm") == 1.0  # both zero: the same

@@ -439,3 +439,12 @@ def test_the_progress_bar_is_named(tmp_path, capsys):
     run(the_plan, _generate([]), route_items(the_plan.items, "general"), journal, ["general"], progress=True)
     journal.close()
     assert "answering: 100%" in capsys.readouterr().err
+
+
+def test_outputs_go_into_a_folder_made_for_them(tmp_path):
+    from mevlip.inference.run import Plan, details_path, write_outputs
+
+    output = tmp_path / "new" / "nested" / "predictions.json"
+    assert write_outputs(Plan(), {}, output) == {"records": 0, "per_adapter": {}, "per_task": {}, "errors": 0,
+                                                 "missing": 0}
+    assert output.read_text(encoding="utf-8") == "[]\n" and details_path(output).read_text(encoding="utf-8") == ""

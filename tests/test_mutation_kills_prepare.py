@@ -283,3 +283,140 @@ def test_a_crafted_run_reports_its_skips_shows_progress_and_obeys_the_zip_limits
     assert error["folder"] == "training/Xray/ds" and "images.zip" in error["error"]
     assert not (fresh / "training" / "Xray" / "ds" / "imagesTr").exists()
     assert "no training rows were written" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------- second triage
+def test_a_task_with_two_router_questions_has_one_in_each_part():
+    from mevlip.prepare.io import split_router_set
+
+    train, test = split_router_set({"a?": "counting", "b?": "counting"}, 0.1, seed=0)
+    # round(0.1 * 2) = 0, at least 1, at most 2 - 1: one held out
+    assert len(train) == 1 and len(test) == 1 and {train[0]["text"], test[0]["text"]} == {"a?", "b?"}
+
+
+def test_a_long_conflicting_question_is_named_by_its_first_80_characters(caplog):
+    question = "Q" * 79 + "xy" + "z" * 20
+    questions, counts = {}, {"duplicates": 0, "conflicts": 0}
+    with caplog.at_level("WARNING"):
+        for task in ("classification", "counting"):
+            core._add_question(questions, counts, question, task)
+    assert f"question {question[:80]!r} is labelled classification and counting" in caplog.text
+    assert "xy" not in caplog.text
+
+
+def test_answers_with_no_task_form_are_written_as_json():
+    assert core.canonical_answer("classification", {"größe": 1}) == '{"größe": 1}'  # not ASCII-escaped
+    assert core.canonical_answer("report_generation", ["Heart normal.", "Lungs clear."]) == \
+        '["Heart normal.", "Lungs clear."]'
+
+
+def test_config_messages_and_absolute_image_paths():
+    import pytest
+
+    assert core.PrepareConfig("root", "out", image_paths="absolute").image_paths == "absolute"
+    with pytest.raises(ValueError) as err:
+        core.PrepareConfig("root", "out", multi_image="all")
+    assert str(err.value).startswith(f"--multi_image must be one of {', '.join(core.MULTI_IMAGE_MODES)}, got 'all'")
+
+
+def test_a_two_byte_end_marker_is_an_end_marker(tmp_path):
+    from mevlip.prepare.images import _jpeg_has_eoi
+
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd9")  # shorter than the tail read: read from its first byte
+    assert _jpeg_has_eoi(str(tmp_path / "a.jpg"))
+
+
+def test_an_image_found_only_under_the_fallback_folder(tmp_path):
+    from mevlip.prepare.images import FolderIndex
+
+    dataset, fallback = tmp_path / "ds", tmp_path / "fallback"
+    dataset.mkdir()
+    (fallback / "imagesTr").mkdir(parents=True)
+    (fallback / "imagesTr" / "a.png").write_bytes(b"x")
+    # not in either listing as named ("a.png"): the dataset folder has no candidate, the fallback's imagesTr has
+    assert FolderIndex(dataset, fallback).find("a.png") == (str(fallback / "imagesTr" / "a.png"), "imagesTr/a.png",
+                                                            fallback)
+    assert FolderIndex(dataset, fallback).find("b.png") is None
+
+
+def test_an_unreadable_folder_is_named_and_skipped(tmp_path, monkeypatch, caplog):
+    import os
+
+    from mevlip.prepare import images
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.png").write_bytes(b"x")
+    (tmp_path / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(images.os, "scandir", scandir)
+    with caplog.at_level("WARNING"):
+        assert images.scan_folder(tmp_path) == {"ok/a.png": -1}
+    assert f"cannot list {tmp_path / 'locked'}: Permission denied" in caplog.messages
+
+
+def test_dataset_entries_of_a_validation_part_alone():
+    from mevlip.prepare.io import dataset_entries
+    from mevlip.tasks import TASKS
+
+    entries = dataset_entries({"train": [], "val": ["counting"]})
+    assert set(entries) == {"flare_all_val", TASKS["counting"].dataset_entry + "_val"}
+    assert entries["flare_all_val"]["file_name"] == "flare/val"
+
+
+def test_a_dataset_info_that_is_no_object_is_named(tmp_path):
+    import pytest
+
+    from mevlip.prepare.io import read_dataset_info
+
+    (tmp_path / DATASET_INFO).write_text("[]", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        read_dataset_info(tmp_path)
+    assert str(err.value) == (f"{tmp_path / DATASET_INFO}: expected a JSON object of dataset entries, got list; fix "
+                              "or delete it")
+
+
+def test_a_list_writer_keeps_non_ascii_text_and_aborts_cleanly(tmp_path):
+    from mevlip.prepare.io import JsonListWriter
+
+    writer = JsonListWriter(tmp_path / "out" / "a.json", tmp_path / "stage")
+    writer.write({"q": "größe"})
+    writer.close()
+    assert (tmp_path / "out" / "a.json").read_text(encoding="utf-8") == '[\n{"q": "größe"}\n]\n'
+    writer = JsonListWriter(tmp_path / "out" / "b.json", tmp_path / "stage")
+    writer.write({"q": 1})
+    writer.tmp.unlink()  # the staging folder already cleared (a run stopping on an error)
+    writer.abort()  # no error: nothing left to drop
+    assert not (tmp_path / "out" / "b.json").exists()
+
+
+def test_a_named_staging_folder_recovers_its_own_interrupted_swap(tmp_path):
+    import mevlip.prepare.io as io_module
+
+    old = Staging(tmp_path, name=".other_tmp")  # killed after the manifest (the commit point), before the renames
+    old.path("flare").mkdir(parents=True)
+    old.path("flare/train.json").write_text("[3]")
+    io_module.write_json(old.root / io_module.COMMIT_FILE, {"replace": ["flare/train.json"], "delete": [],
+                                                            "remove_if_empty": []})
+    Staging(tmp_path, name=".other_tmp")  # the next run under the same name completes it first
+    assert (tmp_path / "flare" / "train.json").read_text() == "[3]"
+
+
+def test_a_run_into_a_new_nested_folder_with_a_numeric_answer(tmp_path, capsys):
+    from mevlip.prepare import PrepareConfig, prepare
+
+    root = _root(tmp_path)
+    qfile = root / "training" / "Xray" / "ds" / "ds_questions_train.json"
+    records = json.loads(qfile.read_text())
+    records.append({**records[0], "Question": "How many?", "Answer": 42.0, "TaskType": "counting"})
+    qfile.write_text(json.dumps(records))
+    out = tmp_path / "new" / "nested" / "out"  # its parents do not exist yet
+    prepare(PrepareConfig(str(root), str(out), workers=1, progress=True))
+    assert "file/s" in capsys.readouterr().err  # the progress bar counts question files
+    rows = json.loads((out / "flare" / "train" / "counting.json").read_text())
+    assert [r["conversations"][-1]["value"] for r in rows] == ["42"]  # a whole count, written as one
