@@ -420,3 +420,20 @@ def test_a_run_into_a_new_nested_folder_with_a_numeric_answer(tmp_path, capsys):
     assert "file/s" in capsys.readouterr().err  # the progress bar counts question files
     rows = json.loads((out / "flare" / "train" / "counting.json").read_text())
     assert [r["conversations"][-1]["value"] for r in rows] == ["42"]  # a whole count, written as one
+
+
+def test_zips_extracted_through_a_pool_and_a_failure_named(tmp_path, caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mevlip.prepare import images
+
+    good = _zip_folder(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "images.zip").write_bytes(b"not a zip")
+    with ThreadPoolExecutor(2) as pool, caplog.at_level("ERROR"):
+        results = images.extract_images([_question_file(good), _question_file(bad)], pool)
+    assert [r[:2] for r in results] == [(str(good), 2), (str(bad), 0)]
+    assert (good / "imgs" / "a.png").read_bytes() == b"aaa"
+    [error] = [r[2] for r in results if r[2]]
+    assert f"cannot extract images of {bad}: {error}" in caplog.messages
