@@ -21,6 +21,9 @@ from mevlip.question_options import join_plain_list, split_options, split_plain_
 from mevlip.router import Router, RouterError, save_router
 from mevlip.router.augment import (
     MULTI,
+    MULTI_CUES,
+    MULTI_TAILS,
+    NUMBER_TAILS,
     SINGLE,
     AnswerFormats,
     Augmenter,
@@ -29,6 +32,7 @@ from mevlip.router.augment import (
     context_pool,
     cross_format,
     drop_sentence,
+    number_tail,
     option_pool,
     swap_context,
 )
@@ -223,25 +227,69 @@ def test_answer_formats_take_the_two_classification_tasks_apart():
 def test_cross_format_writes_each_question_in_the_other_tasks_answer_format():
     formats = answer_formats([SINGLE_Q, MULTI_Q], [SINGLE, MULTI])
     pool = ["Nodule", "Melanoma", "Glaucoma", "Blast"]
+    cues = "|".join(re.escape(c) for c in ("Select all that apply:", *MULTI_CUES))
+    tails = "|".join(re.escape(t) for t in (". Multiple answers are allowed.", *MULTI_TAILS, "."))
     rng = random.Random(0)
-    for _ in range(30):
+    multis, lettered, plain = set(), 0, 0
+    for _ in range(60):
         multi = cross_format(MULTI, formats, rng, pool)
-        assert re.fullmatch(r"Which grade is it\? Select all that apply: (Mild|Severe)(; |, )(Mild|Severe)"
-                            r"(\. Multiple answers are allowed\.|\.)", multi), multi
+        match = re.fullmatch(rf"Which grade is it\? ({cues}) (Mild|Severe)(; |, )(Mild|Severe)({tails})", multi)
+        assert match, multi
+        multis.add(match.group(1))
         single = cross_format(SINGLE, formats, rng, pool)
-        head, labels, _ = split_options(single)
-        assert head == "Which pathologies are present on tooth 46?" and 2 <= len(labels) and set(labels) <= set(pool)
+        parts = split_options(single)
+        if parts is not None:  # lettered options
+            lettered += 1
+            assert parts[0] == "Which pathologies are present on tooth 46?" and set(parts[1]) <= set(pool)
+        else:  # class words: "...: x, y or z?", "... (x or y)", "..., x or y?", "... x or y."
+            plain += 1
+            assert single.startswith("Which pathologies are present on tooth 46") and " or " in single, single
+    # the project's own cues are used beside the training set's; both option forms occur
+    assert "Select all that apply:" in multis and len(multis) >= 4 and lettered > 20 and plain > 5
     assert cross_format("counting", formats, rng, pool) is None
     assert cross_format(MULTI, AnswerFormats(), rng, pool) is None
     assert cross_format(SINGLE, formats, rng, None) is None
+
+
+def test_a_report_question_asked_with_options_is_a_single_choice():
+    report = "Is there any pleural abnormality?"
+    formats = answer_formats([SINGLE_Q, report], [SINGLE, "report_generation"])
+    assert formats.open_questions == [report] and formats.multi_questions == []
+    rng = random.Random(1)
+    outs = [cross_format(SINGLE, formats, rng, ["Mass", "Cyst", "Both"]) for _ in range(20)]
+    assert all(o.startswith("Is there any pleural abnormality") for o in outs)
+    assert all(split_options(o) is not None or " or " in o for o in outs)
+
+
+def test_numeric_questions_share_their_number_instructions():
+    rng = random.Random(0)
+    counted = "What is the total cell count in this image? Answer with a number."
+    outs = {number_tail(counted, rng) for _ in range(200)}
+    # the instruction is dropped or swapped for any of the shared ones, never doubled
+    assert outs == {"What is the total cell count in this image?"} | {
+        f"What is the total cell count in this image? {t}" for t in NUMBER_TAILS}
+    assert number_tail("Measure it; answer with a number.", random.Random(3)) in {
+        "Measure it", *(f"Measure it. {t}" for t in NUMBER_TAILS)}
+    # an instruction inside a sentence is no tail: kept, one may be added
+    inner = "Estimate and answer with a number the angle"
+    assert all(number_tail(inner, rng).startswith(inner) for _ in range(20))
+    # the Augmenter gives every counting and regression question this treatment (here with almost no other
+    # re-writing), no other task's, and none with --augment 0
+    aug = Augmenter([counted], ["counting"], share=1e-9, swap=0.0)
+    angle = "Estimate the angle in degrees."
+    assert {aug(angle, "regression", rng) for _ in range(200)} == {angle} | {f"{angle} {t}" for t in NUMBER_TAILS}
+    assert aug("Is it benign? Answer with a number.", SINGLE, rng) == "Is it benign? Answer with a number."
+    off = Augmenter([counted], ["counting"], share=0.0, swap=0.0)
+    assert off(counted, "counting", rng) == counted
 
 
 def test_augmenter_crosses_formats_only_for_the_two_classification_tasks():
     texts, tasks = [SINGLE_Q, MULTI_Q, "How many cells?"], [SINGLE, MULTI, "counting"]
     rng = random.Random(0)
     always = Augmenter(texts, tasks, share=0.0, swap=0.0, cross=1.0)
-    assert always(SINGLE_Q, SINGLE, rng).startswith("Which pathologies are present on tooth 46?")
-    assert always(MULTI_Q, MULTI, rng).startswith("Which grade is it? Select all that apply:")
+    for _ in range(10):
+        assert always(SINGLE_Q, SINGLE, rng).startswith("Which pathologies are present on tooth 46")
+        assert always(MULTI_Q, MULTI, rng).startswith("Which grade is it? ")
     assert always("How many cells?", "counting", rng) == "How many cells?"
     never = Augmenter(texts, tasks, share=0.0, swap=0.0, cross=0.0)
     assert never.pool is None and never(MULTI_Q, MULTI, rng) == MULTI_Q

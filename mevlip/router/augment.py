@@ -17,7 +17,9 @@ multi-label question (chest findings) to classification. The task of a question 
 :func:`cross_format`, which writes a single-choice question's wording in the multi-label answer format (and the
 reverse) and labels it by that format. :func:`swap_context` replaces the image a question names ("in this
 endoscopy frame") by another training question's, and :func:`drop_sentence` leaves one sentence out: both keep a
-router from learning a dataset's subject instead of its task. :class:`Augmenter` applies them all to a batch.
+router from learning a dataset's subject instead of its task. :func:`number_tail` gives counting and regression
+questions the same number instructions ("Answer with a number.": a number is asked, not whether it is counted or
+measured). :class:`Augmenter` applies them all to a batch.
 """
 
 from __future__ import annotations
@@ -113,6 +115,13 @@ def _case(text: str, rng: random.Random) -> str:
     return text
 
 
+def plain_choice(head: str, labels: list[str], rng: random.Random) -> str:
+    """A single choice among class words, without letters: ``What is shown: x, y or z?`` (the way CMMD asks)."""
+    words = ", ".join(labels[:-1]) + " or " + labels[-1]
+    bare = head.rstrip("?.:")
+    return rng.choice((f"{bare}: {words}?", f"{head} ({words})", f"{bare}, {words}?", f"{head} {words}."))
+
+
 def augment_question(text: str, rng: random.Random, pool: list[str] | None = None, swap: float = 0.3,
                      drop: float = 0.0, keep_format: bool = False) -> str:
     """One random re-writing of a question, same task (see the module docstring).
@@ -144,9 +153,7 @@ def augment_question(text: str, rng: random.Random, pool: list[str] | None = Non
         if roll < 0.1 and not keep_format:  # no options: FLARE asks some classification questions bare
             pass
         elif roll < 0.4:  # a single choice among class words, no letters: "Is it x, y or z?"
-            words = ", ".join(labels[:-1]) + " or " + labels[-1]
-            bare = head.rstrip("?.:")
-            head = rng.choice((f"{bare}: {words}?", f"{head} ({words})", f"{bare}, {words}?", f"{head} {words}."))
+            head = plain_choice(head, labels, rng)
         else:
             head = attach_options(head, labels, random_style(rng), tail)
     elif plain is not None:  # a list without letters: "Select all that apply: x; y; z."
@@ -162,8 +169,40 @@ def augment_question(text: str, rng: random.Random, pool: list[str] | None = Non
     return _case(head, rng)
 
 
+# ----------------------------------------------------------------------------------------------- numeric answers
+#: The tasks answered with a number (counting: a whole number; regression: a measured value).
+NUMERIC = ("counting", "regression")
+#: Instructions asking for a number, the same for every numeric task (none taken from a dataset's templates).
+NUMBER_TAILS = ("Answer with a number.", "Give a number only.", "Reply with the value only.",
+                "Respond with a single number.", "Output only the number.")
+# one of them as the last sentence (or after a semicolon): "... in this image? Answer with a number."
+_NUMBER_TAIL = re.compile(r"(?<=[.?!;])\s*(?:" + "|".join(re.escape(t.rstrip(".")) for t in NUMBER_TAILS)
+                          + r")\.?\s*$", re.IGNORECASE)
+
+
+def number_tail(text: str, rng: random.Random) -> str:
+    """A numeric-task question with its number instruction dropped, kept or replaced (:data:`NUMBER_TAILS`).
+
+    "Answer with a number" says that a number is the answer, not whether it is counted or measured: when only
+    the counting training questions said it, a router without bone-resorption data sent "Measure the alveolar bone
+    resorption; answer with a number." to counting. Both numeric tasks get the same instructions here.
+    """
+    head = _NUMBER_TAIL.sub("", text.strip()).rstrip().removesuffix(";")
+    roll = rng.random()
+    if roll < 0.3:
+        return head
+    head = head if head.endswith((".", "?", "!")) else head + "."
+    return f"{head} {NUMBER_TAILS[rng.randrange(len(NUMBER_TAILS))]}"
+
+
 # ----------------------------------------------------------------------------------------------- answer formats
-SINGLE, MULTI = "classification", "multi_label_classification"
+SINGLE, MULTI, REPORT = "classification", "multi_label_classification", "report_generation"
+#: Sentences that introduce a multi-label list and instructions after one, written for this project (generic: no
+#: dataset's template), used with the training set's own by :func:`cross_format`.
+MULTI_CUES = ("Select all that apply:", "Choose every label that applies:", "Possible findings:", "Candidate labels:",
+              "Pick any number of:", "Options:")
+MULTI_TAILS = (". Multiple answers are allowed.", ". List every one that is present, separated by commas.",
+               ". If none applies, answer None.", ". More than one may apply.")
 
 
 @dataclass
@@ -176,12 +215,15 @@ class AnswerFormats:
             their label list (``Which pathologies are present on tooth 46?``).
         multi_cues: the sentences that introduce a multi-label list (``Select all that apply:``).
         multi_tails: the instructions after a multi-label list (``. Multiple answers are allowed.``).
+        open_questions: report-generation questions (``Is there any pleural abnormality?``): asked with options,
+            their wording is a single-choice question.
     """
 
     single: list[tuple[str, list[str]]] = field(default_factory=list)
     multi_questions: list[str] = field(default_factory=list)
     multi_cues: list[str] = field(default_factory=list)
     multi_tails: list[str] = field(default_factory=list)
+    open_questions: list[str] = field(default_factory=list)
 
 
 def answer_formats(texts: list[str], tasks: list[str]) -> AnswerFormats:
@@ -217,35 +259,43 @@ def answer_formats(texts: list[str], tasks: list[str]) -> AnswerFormats:
             tail = plain[3].strip()
             if tail[:1] in (".", "\n") and len(tail) > 1:
                 add(out.multi_tails, tail)
+        elif task == REPORT:
+            add(out.open_questions, text.removeprefix(_PREFIX))
     return out
 
 
 def cross_format(task: str, formats: AnswerFormats, rng: random.Random, pool: list[str] | None = None) -> str | None:
-    """A question of ``task`` built from the other classification task's question and this task's answer format.
+    """A question of ``task`` built from another task's question wording and this task's answer format.
 
-    Multi-label: a single-choice question's wording, a multi-label cue and its options as a list without letters
-    (``What type of skin lesion is shown? Select all that apply: x; y; z. Multiple answers are allowed.``).
-    Classification: a multi-label question's wording with lettered options (``Which pathologies are present on
-    tooth 46? A. x B. y``). Whether one answer or several are asked for is said by the answer format, not by the
-    dataset's subject: without this, a router that knows one multi-label dataset (tooth conditions) sends another
-    (chest findings, written with the same "select all that apply") to classification. ``None`` when the training
-    set has no such parts.
+    Multi-label: a single-choice question's wording, a multi-label cue (the training set's or one of
+    :data:`MULTI_CUES`) and its options as a list without letters (``What type of skin lesion is shown? Select all
+    that apply: x; y; z. Multiple answers are allowed.``). Classification: a multi-label or report-generation
+    question's wording with options from the pool, lettered or as class words (``Which pathologies are present on
+    tooth 46? A. x B. y``; ``Is there any pleural abnormality: x, y or z?``). Whether one answer, several or a
+    text are asked for is said by the answer format, not by the subject: without this, a router that knows one
+    multi-label dataset (tooth conditions) sends another (chest findings) to classification, and one that knows
+    "abnormality" only from report questions sends "What type of abnormality is shown: Mass, Calcification or
+    Both?" to report generation. ``None`` when the training set has no such parts.
     """
-    if task == MULTI and formats.single and formats.multi_cues:
+    if task == MULTI and formats.single:
         head, labels = formats.single[rng.randrange(len(formats.single))]
         labels = rng.sample(labels, len(labels))
-        tail = rng.choice([*formats.multi_tails, "."])
+        tail = rng.choice([*formats.multi_tails, *MULTI_TAILS, "."])
         sep = PLAIN_SEPARATORS[rng.randrange(2)]
-        return f"{head} {rng.choice(formats.multi_cues)} {sep.join(labels)}{tail}"
-    if task == SINGLE and formats.multi_questions and pool and len(pool) >= 2:
+        return f"{head} {rng.choice([*formats.multi_cues, *MULTI_CUES])} {sep.join(labels)}{tail}"
+    heads = formats.multi_questions + formats.open_questions
+    if task == SINGLE and heads and pool and len(pool) >= 2:
         labels = rng.sample(pool, rng.randint(2, min(8, len(pool))))
-        return attach_options(rng.choice(formats.multi_questions), labels, random_style(rng),
-                              rng.choice(("", *TAILS)))
+        head = rng.choice(heads)
+        if rng.random() < 0.3:
+            return plain_choice(head, labels, rng)
+        return attach_options(head, labels, random_style(rng), rng.choice(("", *TAILS)))
     return None
 
 
 class Augmenter:
-    """Re-writes the questions of a training batch (:func:`augment_question`, :func:`cross_format`).
+    """Re-writes the questions of a training batch (:func:`augment_question`, :func:`cross_format`,
+    :func:`number_tail` for every counting and regression question while ``share`` > 0).
 
     Args:
         texts, tasks: the training questions and their task names (the pool and answer formats are taken from them).
@@ -271,6 +321,8 @@ class Augmenter:
         if self.cross > 0 and task in (SINGLE, MULTI) and rng.random() < self.cross:
             crossed = cross_format(task, self.formats, rng, self.pool)
         text = crossed or text
+        if task in NUMERIC and self.share > 0:  # every one: how often a tail is seen must not tell the task
+            text = number_tail(text, rng)
         if self.context > 0 and rng.random() < self.context:
             text = swap_context(text, self.contexts, rng)
         if self.share > 0 and rng.random() < self.share:

@@ -21,8 +21,8 @@ LABEL_PROMPTS = ("names", "descriptions")
 
 #: What each task type asks, and what its answer looks like (generic: no dataset, organ or class names).
 DESCRIPTIONS = {
-    "classification": "classification: a single-choice question; choose the one correct option or class, such as "
-                      "yes or no, a type, a grade or a category",
+    "classification": "classification: a single-choice question with options or class words (A, B, C or x, y or z); "
+                      "the answer is the one correct option, such as yes or no, a type, a grade or a category",
     "multi_label_classification": "multi-label classification: select all that apply; list every finding present "
                                   "among the candidate labels, several at once",
     "detection": "detection: locate the object or region and give its bounding box coordinates "
@@ -30,10 +30,10 @@ DESCRIPTIONS = {
     "instance_detection": "instance detection: detect every instance of each labelled class and return a JSON "
                           "dictionary of bounding boxes per label",
     "counting": "counting: how many objects are there; count them and answer with a whole number",
-    "regression": "regression: estimate or measure a continuous quantity, such as a size, angle, ratio or "
+    "regression": "regression: measure or estimate a continuous value, such as a size, length, angle, ratio or "
                   "percentage, and answer with a number",
-    "report_generation": "report generation: describe the findings of the image in free-text sentences, as a "
-                         "radiology report does",
+    "report_generation": "report generation: an open question without options; describe the findings of the "
+                         "image in free-text sentences, as a radiology report does",
 }
 
 

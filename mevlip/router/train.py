@@ -104,7 +104,9 @@ class RouterTrainConfig:
                                  metadata={"help": "with --label_prompts descriptions: also train on each task's "
                                                    "description as one question of that task"})
     augment: float = field(default=0.5, metadata={"help": "share of training questions re-written per step: option "
-                                                          "format, order and casing (mevlip.router.augment; 0: off)"})
+                                                          "format, order and casing; >0 also swaps the number "
+                                                          "instruction of every counting and regression question "
+                                                          "(mevlip.router.augment; 0: off)"})
     option_swap: float = field(default=0.3, metadata={"help": "share of re-written option lists that get other "
                                                               "labels from the training questions' own option "
                                                               "labels (mevlip.router.augment; 0: off)"})
