@@ -294,6 +294,12 @@ def test_ours_preset_keeps_images_together_and_canonicalises(flare, tmp_path):
     [row] = [r for r in rows if r["key"] == key]
     assert row["conversations"][1]["value"] == padded["Answer"].strip()
     assert OURS_SYSTEM not in json.dumps(rows)  # the system prompt lives in the recipe, not the rows
+    # ... and is counted in every row's token length: the intern_vl frame written out by hand, the regex estimate
+    frame = ("<|im_start|>system\n" + OURS_SYSTEM + "<|im_end|>\n<|im_start|>user\n<|im_end|>\n"
+             "<|im_start|>assistant\n<|im_end|>\n")
+    longest = max(estimate_tokens(frame) + estimate_tokens(r["conversations"][0]["value"].replace("<image>", ""))
+                  + estimate_tokens(r["conversations"][1]["value"]) + len(r["images"]) * (256 + 2) for r in rows)
+    assert stats["parts"]["train"]["tokens"]["total"]["max"] == longest
 
 
 def test_individual_flags_override_the_preset(flare, tmp_path):
