@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="for a task that only the held-out dataset has, the share of its question template "
                            "families held out instead (the others stay in training)")
     lodo.add_argument("--lodo_datasets", nargs="+", help="run only these datasets' folds; default: all")
+    lodo.add_argument("--lodo_seeds", nargs="+", type=int,
+                      help="train each fold once per router seed; a dataset's figure is then the mean over them, "
+                           "with its range (a 5-question fold moves by 20 points with the seed alone); default: "
+                           "--seed only")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=str(DEFAULT_OUTPUT), help="router folder to write")
     out.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -193,7 +197,9 @@ def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]
             raise UserError(f"--lodo_datasets {unknown}: not datasets of {args.base_dataset_path}")
         folds = [f for f in folds if f.dataset in args.lodo_datasets]
     logger.info("leave-one-dataset-out: %d folds", len(folds))
-    summary = leave_one_dataset_out(cfg, folds, labels, args.threshold)
+    if args.lodo_seeds and len(set(args.lodo_seeds)) != len(args.lodo_seeds):
+        raise UserError(f"--lodo_seeds {args.lodo_seeds}: a seed given twice")
+    summary = leave_one_dataset_out(cfg, folds, labels, args.threshold, args.lodo_seeds)
     return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router.train."
             "question_stem: the wording without its options, numbers or case)"}
 

@@ -435,6 +435,46 @@ def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_f
               "--max_steps", "1", "--no_progress", "--leave_one_dataset_out"])
 
 
+def test_a_fold_trained_with_several_seeds_reports_their_mean_and_range(monkeypatch):
+    """Each seed trains its own router on the same fold; counts add up, the accuracy is the mean, the range beside."""
+    from mevlip.router.data import Fold
+    from mevlip.router.report import lodo_markdown
+
+    by_seed = {7: (3, [{"text": "q1", "true": "regression", "predicted": "classification", "score": 0.4},
+                       {"text": "q2", "true": "regression", "predicted": "counting", "score": 0.5}]),
+               8: (5, []), 9: (4, [{"text": "q1", "true": "regression", "predicted": "classification", "score": 0.3}]),
+               42: (5, [])}
+    seen = []
+
+    def fake_run_fold(cfg, fold, labels, threshold):
+        seen.append(cfg.seed)
+        correct, errors = by_seed[cfg.seed]
+        predicted = {"regression": correct, **({"classification": 5 - correct} if errors else {})}
+        return {"dataset": fold.dataset, "held_out": fold.held_out, "families": fold.families, "train_rows": 11,
+                "n": 5, "correct": correct, "accuracy": correct / 5, "below_threshold": 1 if cfg.seed == 9 else 0,
+                "predicted": predicted, "error_rows": errors, "steps": 200, "seconds": 10.0 + cfg.seed}
+
+    monkeypatch.setattr(mevlip.router.lodo, "run_fold", fake_run_fold)
+    fold = Fold("boneresorption", "all questions", [{"text": "t", "task": "regression"}] * 11, [])
+    cfg = RouterTrainConfig(seed=42)
+    out = mevlip.router.lodo.leave_one_dataset_out(cfg, [fold], ["regression"], 0.3, seeds=[7, 8, 9])
+    assert seen == [7, 8, 9] and cfg.seed == 42  # the fold's config is copied, not changed
+    f = out["folds"][0]
+    assert (f["questions"], f["n"], f["correct"]) == (5, 15, 12)
+    assert f["accuracy"] == pytest.approx(0.8) and (f["accuracy_min"], f["accuracy_max"]) == (0.6, 1.0)
+    assert f["predicted"] == {"regression": 12, "classification": 3} and f["below_threshold"] == 1
+    assert [e["seed"] for e in f["error_rows"]] == [7, 7, 9] and f["seconds"] == 54.0
+    assert [(s["seed"], s["correct"]) for s in f["per_seed"]] == [(7, 3), (8, 5), (9, 4)]
+    assert out["seeds"] == [7, 8, 9] and out["below_target"] == ["boneresorption"] and not out["meets_targets"]
+    md = lodo_markdown(out)
+    assert "router seeds 7, 8, 9" in md and "| boneresorption | all questions | 15 | 0.8000 (0.6000-1.0000) |" in md
+    assert "- boneresorption (seed 9): regression -> classification (0.300)" in md
+    single = mevlip.router.lodo.leave_one_dataset_out(cfg, [fold], ["regression"], 0.3)
+    assert seen[-1] == 42 and single["folds"][0]["n"] == 5 and "router seeds" not in lodo_markdown(single)
+    with pytest.raises(ValueError, match="distinct seeds"):
+        mevlip.router.lodo.run_fold_seeds(cfg, fold, ["regression"], 0.3, [1, 1])
+
+
 # ----------------------------------------------------------------------------------------------- portable folder
 def test_absolute_paths_are_found_and_relativized(tmp_path):
     value = {"a": "FLARE question files under /tmp/x/y", "b": ["/usr/lib/python3/site-packages/m"], "c": "a/b",

@@ -34,6 +34,7 @@ from mevlip.router.augment import (
     drop_sentence,
     number_tail,
     option_pool,
+    quantity_question,
     swap_context,
 )
 from mevlip.router.data import build_router_sets, collect_dataset_questions, lodo_folds
@@ -305,6 +306,34 @@ def test_the_image_a_question_names_is_swapped_for_another():
     assert outs == {f"What is the angle of progression (AoP) in {c}?" for c in contexts}
     assert swap_context("Estimate the angle in degrees.", contexts, rng) == "Estimate the angle in degrees."
     assert swap_context("How many cells in this image?", [], rng) == "How many cells in this image?"
+
+
+def test_regression_questions_are_also_asked_as_generic_measurements():
+    rng = random.Random(0)
+    contexts = ["this tooth", "these skin images"]
+    asked = [quantity_question(rng, contexts) for _ in range(300)]
+    # every one names a quantity and one of the images, and ends as a question or an instruction
+    pattern = re.compile(r"^(What is|Estimate|Measure|How large is|Give|Predict) the (\w+)( value)? (of|in) "
+                         r"(this tooth|these skin images)( in \w+| as a percentage)?[?.]$")
+    matches = [pattern.match(q) for q in asked]
+    assert all(matches), [q for q, m in zip(asked, matches, strict=True) if not m][:3]
+    quantities = {m.group(2) for m in matches}
+    assert "percentage" in quantities and "angle" in quantities and len(quantities) >= 12
+    assert {m.group(5) for m in matches} == set(contexts)
+    assert quantity_question(random.Random(1), []).count("this image") == 1  # no image named in training
+    # the Augmenter replaces about --quantity_questions of the regression questions, and only those
+    texts = ["Estimate the angle of progression in this frame.", "Is the lesion benign in this frame? A. Yes B. No"]
+    aug = Augmenter(texts, ["regression", SINGLE], share=0.0, swap=0.0, quantity=0.3)
+    assert aug.contexts == ["this frame"]
+    outs = [aug(texts[0], "regression", rng) for _ in range(1000)]
+    replaced = [o for o in outs if o != texts[0]]
+    assert 240 < len(replaced) < 360 and all(o.endswith(("this frame?", "this frame.")) or " this frame " in o
+                                             for o in replaced)
+    assert {aug(texts[1], SINGLE, rng) for _ in range(50)} == {texts[1]}
+    counted = "How many cells in this frame?"
+    assert {aug(counted, "counting", rng) for _ in range(50)} == {counted}
+    off = Augmenter(texts, ["regression", SINGLE], share=0.0, swap=0.0, quantity=0.0)
+    assert off.contexts == [] and off(texts[0], "regression", rng) == texts[0]
 
 
 def test_the_paper_preset_scores_the_task_names_and_the_embedded_one_descriptions():

@@ -195,6 +195,29 @@ def number_tail(text: str, rng: random.Random) -> str:
     return f"{head} {NUMBER_TAILS[rng.randrange(len(NUMBER_TAILS))]}"
 
 
+# ----------------------------------------------------------------------------------------------- measured quantities
+#: Continuous quantities a regression question may ask for, and the wordings and units around them: generic, written
+#: for this project (no dataset's template); :func:`quantity_question` builds measurement questions from them.
+QUANTITIES = ("percentage", "ratio", "length", "width", "height", "angle", "distance", "thickness", "diameter",
+              "area", "volume", "size", "proportion", "index")
+_QUANTITY_FORMS = ("What is the {q} {p} {c}?", "Estimate the {q} {p} {c}{u}.", "Measure the {q} {p} {c}{u}.",
+                   "How large is the {q} {p} {c}?", "Give the {q} {p} {c}{u}.", "Predict the {q} value {p} {c}.")
+_UNITS = ("", "", " in percent", " in millimetres", " in degrees", " in centimetres", " as a percentage")
+
+
+def quantity_question(rng: random.Random, contexts: list[str]) -> str:
+    """A generic measurement question: a quantity of :data:`QUANTITIES` of an image from ``contexts``.
+
+    A regression question asks for a continuous value, whatever is measured; a router that knows regression from
+    one dataset only (ultrasound angles) learns that dataset's quantity and sends "What is the alveolar bone
+    resorption percentage of this tooth?" to classification, whose dental questions also ask about "this tooth".
+    """
+    context = contexts[rng.randrange(len(contexts))] if contexts else "this image"
+    form = _QUANTITY_FORMS[rng.randrange(len(_QUANTITY_FORMS))]
+    return form.format(q=QUANTITIES[rng.randrange(len(QUANTITIES))], p=rng.choice(("of", "in")), c=context,
+                       u=_UNITS[rng.randrange(len(_UNITS))])
+
+
 # ----------------------------------------------------------------------------------------------- answer formats
 SINGLE, MULTI, REPORT = "classification", "multi_label_classification", "report_generation"
 #: Sentences that introduce a multi-label list and instructions after one, written for this project (generic: no
@@ -295,7 +318,7 @@ def cross_format(task: str, formats: AnswerFormats, rng: random.Random, pool: li
 
 class Augmenter:
     """Re-writes the questions of a training batch (:func:`augment_question`, :func:`cross_format`,
-    :func:`number_tail` for every counting and regression question while ``share`` > 0).
+    :func:`quantity_question`, :func:`number_tail` for every counting and regression question while ``share`` > 0).
 
     Args:
         texts, tasks: the training questions and their task names (the pool and answer formats are taken from them).
@@ -306,14 +329,17 @@ class Augmenter:
             (``--cross_format``).
         context: the share of questions whose image is swapped for another (:func:`swap_context`,
             ``--context_swap``).
+        quantity: the share of regression questions replaced by a generic measurement question
+            (:func:`quantity_question`, ``--quantity_questions``).
     """
 
     def __init__(self, texts: list[str], tasks: list[str], share: float, swap: float = 0.3, drop: float = 0.0,
-                 cross: float = 0.0, context: float = 0.0):
+                 cross: float = 0.0, context: float = 0.0, quantity: float = 0.0):
         self.share, self.swap, self.drop, self.cross, self.context = share, swap, drop, cross, context
+        self.quantity = quantity
         self.pool = option_pool(texts) if swap > 0 or cross > 0 else None
         self.formats = answer_formats(texts, tasks) if cross > 0 else AnswerFormats()
-        self.contexts = context_pool(texts) if context > 0 else []
+        self.contexts = context_pool(texts) if context > 0 or quantity > 0 else []
 
     def __call__(self, text: str, task: str, rng: random.Random) -> str:
         """One training question, re-written or not."""
@@ -321,6 +347,8 @@ class Augmenter:
         if self.cross > 0 and task in (SINGLE, MULTI) and rng.random() < self.cross:
             crossed = cross_format(task, self.formats, rng, self.pool)
         text = crossed or text
+        if task == "regression" and self.quantity > 0 and rng.random() < self.quantity:
+            text = quantity_question(rng, self.contexts)
         if task in NUMERIC and self.share > 0:  # every one: how often a tail is seen must not tell the task
             text = number_tail(text, rng)
         if self.context > 0 and rng.random() < self.context:

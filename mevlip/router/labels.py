@@ -23,8 +23,8 @@ LABEL_PROMPTS = ("names", "descriptions")
 DESCRIPTIONS = {
     "classification": "classification: a single-choice question with options or class words (A, B, C or x, y or z); "
                       "the answer is the one correct option, such as yes or no, a type, a grade or a category",
-    "multi_label_classification": "multi-label classification: select all that apply; list every finding present "
-                                  "among the candidate labels, several at once",
+    "multi_label_classification": "multi-label classification: which findings are present; the candidate labels "
+                                  "are listed without letters; select all that apply, several at once",
     "detection": "detection: locate the object or region and give its bounding box coordinates "
                  "[x_min, y_min, x_max, y_max]",
     "instance_detection": "instance detection: detect every instance of each labelled class and return a JSON "

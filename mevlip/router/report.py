@@ -97,7 +97,11 @@ def report_markdown(title: str, summary: dict) -> str:
 def lodo_markdown(lodo: dict) -> str:
     """Leave-one-dataset-out figures as Markdown: overall, targets, and one row per held-out dataset."""
     targets = lodo["targets"]
+    seeds = lodo.get("seeds") or []
+    several = len(seeds) > 1
     lines = ["### leave-one-dataset-out", "",
+             *([f"- each fold trained with router seeds {', '.join(map(str, seeds))}: n counts every seed's "
+                "questions, a dataset's accuracy is its mean over the seeds (range beside it)"] if several else []),
              f"- questions held out: {lodo['n']}, accuracy {_fmt(lodo['accuracy'])} (target >= "
              f"{targets['overall']}); mean over datasets {_fmt(lodo['mean_dataset_accuracy'])}",
              f"- weakest dataset: {lodo['worst_dataset']} {_fmt(lodo['worst_accuracy'])} (target: none below "
@@ -106,11 +110,15 @@ def lodo_markdown(lodo: dict) -> str:
              "| held-out dataset | what was held out | n | accuracy | routed to |", "|---|---|---|---|---|"]
     for f in lodo["folds"]:
         routed = ", ".join(f"{k} {v}" for k, v in sorted(f["predicted"].items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {f['dataset']} | {f['held_out']} | {f['n']} | {_fmt(f['accuracy'])} | {routed} |")
+        accuracy = _fmt(f["accuracy"])
+        if several and f.get("accuracy_min") is not None:
+            accuracy += f" ({_fmt(f['accuracy_min'])}-{_fmt(f['accuracy_max'])})"
+        lines.append(f"| {f['dataset']} | {f['held_out']} | {f['n']} | {accuracy} | {routed} |")
     errors = [(f["dataset"], e) for f in lodo["folds"] for e in f["error_rows"][:3]]
     if errors:
         lines += ["", "Misrouted (first few per dataset):", ""]
-        lines += [f"- {d}: {e['true']} -> {e['predicted']} ({e['score']:.3f}): {e['text'][:110]!r}" for d, e in errors]
+        lines += [f"- {d}{' (seed ' + str(e['seed']) + ')' if several else ''}: {e['true']} -> {e['predicted']} "
+                  f"({e['score']:.3f}): {e['text'][:110]!r}" for d, e in errors]
     return "\n".join(lines)
 
 

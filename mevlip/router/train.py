@@ -119,6 +119,11 @@ class RouterTrainConfig:
     context_swap: float = field(default=0.3, metadata={"help": "share of training questions whose image ('in this "
                                                                "endoscopy frame') is swapped for another training "
                                                                "question's (mevlip.router.augment; 0: off)"})
+    quantity_questions: float = field(default=0.3, metadata={"help": "share of regression training questions "
+                                                                     "replaced by a generic measurement question "
+                                                                     "(a percentage, ratio, length, angle ... of "
+                                                                     "a training question's image; mevlip.router."
+                                                                     "augment.quantity_question; 0: off)"})
     word_dropout: float = field(default=0.0, metadata={"help": "drop each word of a training question with this "
                                                                "probability (augmentation; 0: off)"})
     max_length: int = field(default=256, metadata={"help": "token limit per sequence"})
@@ -165,7 +170,7 @@ def departures(cfg: RouterTrainConfig) -> list[str]:
 
 #: Settings the paper does not state (GLiClass defaults or ours), listed at start so that a run says what it did.
 UNSTATED = ("architecture", "pooling", "normalize_features", "class_token_pooling", "label_examples", "balance",
-            "augment", "option_swap", "sentence_dropout", "cross_format", "context_swap",
+            "augment", "option_swap", "sentence_dropout", "cross_format", "context_swap", "quantity_questions",
             "batch_size", "others_lr", "weight_decay",
             "freeze_embeddings", "trainable_layers", "freeze_label_encoder")
 
@@ -346,7 +351,7 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
     texts = [r["text"] for r in rows]
     targets = [labels.index(r["true_labels"][0]) for r in rows]
     augmenter = Augmenter(texts, [labels[k] for k in targets], cfg.augment, cfg.option_swap, cfg.sentence_dropout,
-                          cfg.cross_format, cfg.context_swap)
+                          cfg.cross_format, cfg.context_swap, cfg.quantity_questions)
     steps = math.ceil(cfg.epochs * len(rows) / cfg.batch_size) if cfg.epochs > 0 else cfg.max_steps
     if cfg.max_steps > 0:
         steps = min(steps, cfg.max_steps)
