@@ -13,7 +13,8 @@ threshold. Every setting that differs from the paper is printed at start and sto
 
 ``--leave_one_dataset_out`` (needs ``--base_dataset_path``: the contract files name no dataset) also trains one
 router per dataset without that dataset's questions and routes them (:mod:`mevlip.router.lodo`), with the same
-settings, and reports accuracy per dataset and overall: how the router does on a wording it never saw.
+settings, and reports accuracy per dataset and overall: how the router does on a wording it never saw;
+``--lodo_seeds 42 1 2`` trains each of those routers once per seed and reports the mean and range.
 """
 
 from __future__ import annotations
@@ -197,8 +198,6 @@ def run_lodo(args: argparse.Namespace, cfg: RouterTrainConfig, labels: list[str]
             raise UserError(f"--lodo_datasets {unknown}: not datasets of {args.base_dataset_path}")
         folds = [f for f in folds if f.dataset in args.lodo_datasets]
     logger.info("leave-one-dataset-out: %d folds", len(folds))
-    if args.lodo_seeds and len(set(args.lodo_seeds)) != len(args.lodo_seeds):
-        raise UserError(f"--lodo_seeds {args.lodo_seeds}: a seed given twice")
     summary = leave_one_dataset_out(cfg, folds, labels, args.threshold, args.lodo_seeds)
     return {**summary, "family_share": args.lodo_family_share, "family": "question stem (mevlip.router.train."
             "question_stem: the wording without its options, numbers or case)"}
@@ -220,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging(args.log_level)
     if args.leave_one_dataset_out and not args.base_dataset_path:
         raise UserError("--leave_one_dataset_out needs --base_dataset_path DIR: the router set files name no dataset")
+    if args.lodo_seeds and len(set(args.lodo_seeds)) != len(args.lodo_seeds):  # before any training
+        raise UserError(f"--lodo_seeds {' '.join(map(str, args.lodo_seeds))}: a seed given twice")
     import torch
 
     if args.threads > 0:

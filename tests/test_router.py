@@ -433,6 +433,10 @@ def test_cli_reports_leave_one_dataset_out_without_the_held_out_questions(mini_f
     with pytest.raises(UserError, match="needs --base_dataset_path"):
         main(["--data_dir", str(tmp_path), "--train_file", str(PARAPHRASES), "--output_dir", str(tmp_path / "x"),
               "--max_steps", "1", "--no_progress", "--leave_one_dataset_out"])
+    with pytest.raises(UserError, match="--lodo_seeds 1 2 1: a seed given twice"):  # refused before training
+        main(["--base_dataset_path", str(tmp_path / "no_such_root"), "--output_dir", str(tmp_path / "y"),
+              "--no_progress", "--leave_one_dataset_out", "--lodo_seeds", "1", "2", "1"])
+    assert not (tmp_path / "y").exists()
 
 
 def test_a_fold_trained_with_several_seeds_reports_their_mean_and_range(monkeypatch):

@@ -171,7 +171,8 @@ def augment_question(text: str, rng: random.Random, pool: list[str] | None = Non
 
 # ----------------------------------------------------------------------------------------------- numeric answers
 #: The tasks answered with a number (counting: a whole number; regression: a measured value).
-NUMERIC = ("counting", "regression")
+REGRESSION = "regression"
+NUMERIC = ("counting", REGRESSION)
 #: Instructions asking for a number, the same for every numeric task (none taken from a dataset's templates).
 NUMBER_TAILS = ("Answer with a number.", "Give a number only.", "Reply with the value only.",
                 "Respond with a single number.", "Output only the number.")
@@ -347,7 +348,7 @@ class Augmenter:
         if self.cross > 0 and task in (SINGLE, MULTI) and rng.random() < self.cross:
             crossed = cross_format(task, self.formats, rng, self.pool)
         text = crossed or text
-        if task == "regression" and self.quantity > 0 and rng.random() < self.quantity:
+        if task == REGRESSION and self.quantity > 0 and rng.random() < self.quantity:
             text = quantity_question(rng, self.contexts)
         if task in NUMERIC and self.share > 0:  # every one: how often a tail is seen must not tell the task
             text = number_tail(text, rng)
