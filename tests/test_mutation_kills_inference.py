@@ -448,3 +448,200 @@ def test_outputs_go_into_a_folder_made_for_them(tmp_path):
     assert write_outputs(Plan(), {}, output) == {"records": 0, "per_adapter": {}, "per_task": {}, "errors": 0,
                                                  "missing": 0}
     assert output.read_text(encoding="utf-8") == "[]\n" and details_path(output).read_text(encoding="utf-8") == ""
+
+
+# ------------------------------------------------------------------------------- full run survivors (2026-12-03)
+def test_fingerprints_are_the_documented_sha256_prefixes(tmp_path):
+    """Journal headers are kept on disk: their digests must stay what they were when written (sha256 of the sorted
+    JSON of the parts; of "index<TAB>key" lines for the inputs), 16 hex digits."""
+    import hashlib
+
+    from mevlip.inference.run import _digest
+
+    assert _digest({"b": "2", "a": "1"}) == hashlib.sha256(b'{"a": "1", "b": "2"}').hexdigest()[:16]
+    the_plan = Plan(items=[Item(0, "f", 0, "k0", "Q?", [], None, None), Item(1, "f", 1, "k1", "Q?", [], None, None)])
+    assert the_plan.fingerprint() == hashlib.sha256(b"0\tk0\n1\tk1").hexdigest()[:16]
+
+
+def test_a_change_is_spelled_out_up_to_120_characters():
+    assert _changes({"system": "a" * 60}, {"system": "b" * 60}) == [f"system {'a' * 60} -> {'b' * 60}"]
+    assert _changes({"system": "a" * 60}, {"system": "b" * 61}) == ["system changed"]
+
+
+def test_a_file_of_exactly_the_whole_hash_limit_is_hashed_whole(tmp_path, monkeypatch):
+    import hashlib
+
+    import mevlip.inference.run as inference
+
+    monkeypatch.setattr(inference, "_HASH_WHOLE", 8)
+    monkeypatch.setattr(inference, "_HASH_SAMPLE", 3)
+    for content, hashed in ((b"abcdefgh", b"8\0abcdefgh"), (b"abcdefghi", b"9\0abcghi")):
+        (tmp_path / "f").write_bytes(content)
+        digest = hashlib.sha256()
+        inference._file_digest(tmp_path / "f", digest)
+        assert digest.hexdigest() == hashlib.sha256(hashed).hexdigest()
+
+
+def test_a_model_that_drops_an_answer_in_a_batch_is_asked_one_by_one(tmp_path):
+    the_plan = _plan(tmp_path)
+
+    def generate(batch, adapter):  # one answer short for a batch of several: no record may go unanswered
+        answers = [RAW[q] for q, _ in batch]
+        return answers[:-1] if len(batch) > 1 else answers
+
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    stats = run(the_plan, generate, route_items(the_plan.items, "general"), journal, ["general"], progress=False)
+    journal.close()
+    assert {i: e["answer"] for i, e in journal.done.items() if not e["error"]} == {
+        0: "B", 1: "42", 2: "Caries, Impacted tooth", 4: "C"}
+    assert stats["answered"] == 4
+
+
+def test_a_router_that_returns_too_few_routes_is_an_error():
+    items = [Item(0, "f", 0, "k0", "Q0?", ["a"], None, None), Item(1, "f", 1, "k1", "Q1?", ["a"], None, None)]
+
+    class _Short:
+        def route(self, questions):
+            return [Route("counting", 0.9, "counting")]
+
+    with pytest.raises(ValueError, match="zip"):
+        route_items(items, "router", _Short())
+    with pytest.raises(ValueError, match=r"^routing 'router' needs a router \(--router_dir\)$"):
+        route_items(items, "router")
+
+
+def test_merge_messages_and_edges(tmp_path):
+    the_plan = _plan(tmp_path)
+    parts = {"inputs": "a", "base_model_files": "f"}  # no base_model recorded: nothing to drop
+
+    def shard(name, entries):
+        out = tmp_path / name
+        Journal(journal_path(out), parts).close()
+        details_path(out).write_text("".join(json.dumps(e) + "\n" for e in entries))
+        return out
+
+    check_same_configuration([journal_path(shard("x.json", [])), journal_path(shard("y.json", []))])
+    one = shard("one.json", [{"i": 0, "key": the_plan.items[0].key, "answer": "B"}])
+    with pytest.raises(ValueError, match=r"^4 record\(s\) answered by no shard, e.g. \['img1.png\|\|Q1\?', "
+                                         r"'img2.png\|\|Q2\?', 'img3.png\|\|Q3\?'\]$"):
+        merge_shards(the_plan, [one], tmp_path / "all.json")
+    past = shard("past.json", [{"i": 5, "key": "k"}])  # one past the last index
+    with pytest.raises(ValueError, match=r"past.details.jsonl line 1: record 'k' is not in the inputs$"):
+        merge_shards(the_plan, [past], tmp_path / "all.json")
+
+
+def test_original_postprocessing_parses_by_the_records_own_task_type(tmp_path):
+    from mevlip.inference.run import postprocess
+
+    item = Item(0, "f", 0, "k", "Q?", ["a"], "multi_label_classification", "Multi-label Classification")
+    # the original compares the raw TaskType, lower-cased: "multi-label classification" splits at ";"
+    assert postprocess(item, Route("classification", 0.9, "classification"), "Caries;Impacted tooth",
+                       mode="original") == ("multi_label_classification", "Caries; Impacted tooth")
+
+
+def test_run_defaults_batch_eight_and_show_a_progress_bar(tmp_path, capsys):
+    path = str(tmp_path / "q.json")
+    items = [Item(i, path, i, f"k{i}", f"Q{i}?", ["a"], "counting", "Counting") for i in range(9)]
+    the_plan = Plan(files={path: [{} for _ in items]}, items=items)
+    sizes = []
+
+    def generate(batch, adapter):
+        sizes.append(len(batch))
+        return ["1"] * len(batch)
+
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    run(the_plan, generate, route_items(items, "general"), journal, ["general"])
+    journal.close()
+    assert sizes == [8, 1]
+    assert "answering: 100%" in capsys.readouterr().err
+
+
+def test_records_with_errors_are_each_counted_and_the_bar_counts_records(tmp_path, capsys):
+    the_plan = _plan(tmp_path)
+    the_plan.items[1].error = "bad image"
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    stats = run(the_plan, _generate([]), route_items(the_plan.items, "general"), journal, ["general"])
+    journal.close()
+    assert stats["errors"] == 2 and stats["answered"] == 3
+    assert "3/3" in (err := capsys.readouterr().err) and "rec/s]" in err
+
+
+def test_adapters_run_in_name_order_and_the_base_model_last(tmp_path):
+    path = str(tmp_path / "q.json")
+    items = [Item(0, path, 0, "k0", "Q0?", ["a"], "detection", "Detection"),
+             Item(1, path, 1, "k1", "Q1?", ["a"], "counting", "Counting"),
+             Item(2, path, 2, "k2", "Q2?", ["a"], "classification", "Classification")]
+    the_plan = Plan(files={path: [{}, {}, {}]}, items=items)
+    order = []
+
+    def generate(batch, adapter):
+        order.append(adapter)
+        return ["1"] * len(batch)
+
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    # no general adapter loaded: detection has no adapter and goes to the base model (None)
+    run(the_plan, generate, route_items(items, "record"), journal, ["counting", "classification"], progress=False)
+    journal.close()
+    assert order == ["classification", "counting", None]
+
+
+def test_a_failed_record_keeps_its_own_task_or_else_the_routed_one(tmp_path):
+    path = str(tmp_path / "q.json")
+    items = [Item(0, path, 0, "k0", "Q0?", ["a"], "classification", "Classification"),
+             Item(1, path, 1, "k1", "Q1?", ["a"], None, None)]
+    the_plan = Plan(files={path: [{}, {}]}, items=items)
+    routes = {0: Route("counting", 0.9, "counting"), 1: Route("counting", 0.8, "counting")}
+
+    def generate(batch, adapter):
+        raise RuntimeError("out of memory")
+
+    journal = Journal(tmp_path / "p.journal.jsonl", "x")
+    run(the_plan, generate, routes, journal, ["counting"], progress=False)
+    journal.close()
+    assert [(e["task"], e["routed_task"]) for e in journal.done.values()] == [
+        ("classification", "counting"), ("counting", "counting")]
+
+
+def test_outputs_are_utf8_and_an_entry_without_an_answer_writes_an_empty_one(tmp_path):
+    the_plan = _plan(tmp_path)
+    out = tmp_path / "predictions.json"
+    write_outputs(the_plan, {0: {"i": 0, "key": "img0.png||Q0?", "answer": "é"}, 1: {"i": 1, "key": "img1.png||Q1?"}},
+                  out)
+    text = out.read_text(encoding="utf-8")
+    assert '"Answer": "é"' in text and [r["Answer"] for r in json.loads(text)[:2]] == ["é", ""]
+    assert '"answer": "é"' in details_path(out).read_text(encoding="utf-8")
+
+
+def test_journal_messages_resume_past_a_bad_line_and_survive_two_reopenings(tmp_path):
+    path = tmp_path / "p.journal.jsonl"
+    path.write_text('{"fingerprint": "stale", "parts": {"inputs": "a"}}\n')
+    with pytest.raises(ResumeError, match=r"p.journal.jsonl belongs to another configuration: fingerprint\. Rerun"):
+        Journal(path, {"inputs": "a"})
+    journal = Journal(path, {"inputs": "a", "routing": '"general"', "threshold": "0.3"}, overwrite=True)
+    journal.add({"i": 0, "answer": "A"})
+    journal.close()
+    with pytest.raises(ResumeError, match=r'configuration: routing "general" -> "router"; threshold 0.3 -> 0.5\. '):
+        Journal(path, {"inputs": "a", "routing": '"router"', "threshold": "0.5"})
+    with open(path, "a") as fh:
+        fh.write('not json\n{"i": 1, "answer": "B"}\n')
+    for _ in range(2):  # resumed, rewritten, resumed again from the rewritten file
+        resumed = Journal(path, {"inputs": "a", "routing": '"general"', "threshold": "0.3"})
+        resumed.close()
+        assert resumed.done == {0: {"i": 0, "answer": "A"}, 1: {"i": 1, "answer": "B"}}
+
+
+def test_the_lock_file_names_the_holder_or_unknown(tmp_path):
+    import fcntl
+    import sys
+
+    from mevlip.inference.run import OutputLock
+
+    lock = OutputLock(tmp_path / "predictions.json")
+    text = (tmp_path / ".predictions.json.lock").read_text(encoding="utf-8")
+    lock.release()
+    assert text.startswith(f"pid {os.getpid()} on ") and text.endswith(f": {' '.join(sys.argv)}\n")
+    (tmp_path / ".other.json.lock").write_text("")
+    with open(tmp_path / ".other.json.lock", "a+") as held:  # held by a run that has not written its name yet
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ResumeError, match=r"other.json is in use by another inference run \(unknown\); wait"):
+            OutputLock(tmp_path / "other.json")

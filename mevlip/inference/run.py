@@ -267,7 +267,6 @@ class OutputLock:
         import fcntl
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.target = target
         self.path = target.with_name(f".{target.name}.lock")
         self._fh = open(self.path, "a+", encoding="utf-8")
         try:
@@ -368,8 +367,7 @@ class Journal:
                     continue
                 if isinstance(entry, dict) and isinstance(entry.get("i"), int) and not entry.get("error"):
                     self.done[entry["i"]] = entry
-        # rewrite (atomically) without a torn tail or failed records, then append
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # rewrite (atomically) without a torn tail or failed records, then append (the lock made the folder)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(header) + "\n")  # ASCII-escaped: a lone surrogate in a record cannot fail a write
