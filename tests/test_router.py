@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 PARAPHRASES = REPO / "tests" / "data" / "router_paraphrases.json"
 HELDOUT = REPO / "tests" / "data" / "router_heldout_wordings.json"
 # Fast settings for the test run: top 3 text-encoder layers, label model fixed (the CLI default trains all).
-QUICK = ["--max_steps", "200", "--trainable_layers", "3", "--freeze_label_encoder", "--threads", "1",
+QUICK = ["--max_steps", "400", "--trainable_layers", "3", "--freeze_label_encoder", "--threads", "1",
          "--no_progress"]
 
 
