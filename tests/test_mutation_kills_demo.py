@@ -19,6 +19,7 @@ from mevlip.demo.report import (
     compare_runs,
     format_validity,
     learning_section,
+    learning_verdict,
     reference_section,
     seeds_document,
     summarise_runs,
@@ -172,3 +173,39 @@ def test_reference_section_header_and_outside_count(tmp_path):
                               SimpleNamespace(preset="paper", scale="small"), path)
     assert lines[2:4] == ["| task | column | this run | reference mean [min, max] | |", "|---|---|---|---|---|"]
     assert lines[-2:] == ["2 figure(s) outside the reference range.", ""]
+
+
+# ----------------------------------------------------------------------------------------------- full run survivors
+# (2026-12-03): each case below failed before on a mutant that every other test let through.
+def test_a_baseline_on_the_upper_end_of_the_interval_is_within_noise():
+    # lower is better: 0.75 beats 0.8, and 0.8 is the interval's own upper end, so inside it: not "clearly"
+    assert learning_verdict({"flare25": 0.75, "flare25_ci95": [0.7, 0.8]}, {"flare25": 0.8}, False) \
+        == "beats (within noise)"
+    assert learning_verdict({"flare25": 0.75, "flare25_ci95": [0.7, 0.79]}, {"flare25": 0.8}, False) \
+        == "beats (clearly)"
+
+
+def test_learning_summary_names_every_task_clearly_below():
+    constant = _metrics({"counting": (9.0, None), "regression": (4.0, None)})
+    router = _metrics({"counting": (12.0, [10.5, 13.0]), "regression": (6.0, [5.0, 7.0])})
+    lines = learning_section({"constant": constant, "router": router}, {})
+    assert lines[-2] == ("Beats the constant baseline on 0 of 2 tasks (0 clearly); clearly below it on 2: counting, "
+                         "regression. 'Clearly': the constant's value lies outside the model's bootstrap 95 % "
+                         "interval.")
+
+
+def test_reference_section_names_a_reference_inside_the_repository_by_its_relative_path():
+    lines = reference_section({"classification": {"general": 0.5}}, SimpleNamespace(preset="paper", scale="small"))
+    assert lines[0].endswith(", `benchmarks/results/demo_seeds.json`)") and lines[0].startswith(
+        "## Against the reference range (3 seeds on ")
+    assert lines[1] == ""
+
+
+def test_reference_section_upper_tolerance_is_inside(tmp_path):
+    ref = {"preset": "paper", "scale": "small", "machine": "m", "runs": [{}],
+           "summary": {"classification": {"general": {"mean": 0.5, "min": 0.4, "max": 0.6}}}}
+    path = tmp_path / "ref.json"
+    path.write_text(__import__("json").dumps(ref))
+    lines = reference_section({"classification": {"general": 0.6 + 1e-9}}, SimpleNamespace(preset="paper",
+                                                                                          scale="small"), path)
+    assert "| Classification | general adapter | 0.600 | 0.500 [0.400, 0.600] | inside |" in lines

@@ -28,6 +28,8 @@ from mevlip.flare import (
     load_records,
     resolve_image,
     safe_extract,
+    unsafe_name_reason,
+    validate_record,
     zip_limits_from_args,
 )
 
@@ -338,3 +340,57 @@ def test_an_unknown_split_is_named_with_the_known_ones(mini_flare_tiny):
         discover(mini_flare_tiny, ["validation"])
     assert str(err.value) == ("unknown split 'validation'; known splits: training, validation-public, "
                               "validation-hidden, testing")
+
+
+# ----------------------------------------------------------------------------------------------- full run survivors
+# (2026-12-03): each case below failed before on a mutant that every other test let through.
+def test_a_json_file_that_is_no_question_file_does_not_hide_the_ones_after_it(tmp_path):
+    ds = tmp_path / "validation-public" / "Xray" / "chestdr"
+    ds.mkdir(parents=True)
+    for name in ("a_notes.json", "chestdr_questions_val.json"):  # sorted: the stray file comes first
+        (ds / name).write_text("[]", encoding="utf-8")
+    assert [(f.path.name, f.dataset, f.kind) for f in discover(tmp_path)] == [
+        ("chestdr_questions_val.json", "chestdr", "val")]
+
+
+GOOD = {"TaskType": "Classification", "Modality": "Xray", "ImageName": "imagesVal/a.png",
+        "Question": "Which class? A. x B. y", "Answer": "", "Split": "val"}
+
+
+@pytest.mark.parametrize("change, reason", [
+    (None, None),
+    ({"ImageName": ["imagesVal/a.png", "imagesVal/b.png"]}, None),
+    ({"Question": "Quelle classe ? A. caf\u00e9 B. th\u00e9", "Answer": {"1": ["\u00e9"]}}, None),  # valid non-ASCII
+    ({"ImageName": ["imagesVal/a.png", 3]}, "ImageName list must hold non-empty strings"),
+    ({"ImageName": ["imagesVal/a.png", ""]}, "ImageName list must hold non-empty strings"),
+    ({"ImageName": []}, "ImageName list must hold non-empty strings"),
+    ({"ImageName": 5}, "ImageName must be a non-empty string or a list of strings, got 5"),
+    ({"ImageName": ""}, "ImageName must be a non-empty string or a list of strings, got ''"),
+    ({"ImageName": "/abs/a.png"},
+     "ImageName '/abs/a.png' is an absolute path; image names must be relative to the dataset folder"),
+    ({"ImageName": ["ok.png", "..\\up.png"]}, "ImageName '..\\\\up.png' leaves the dataset folder with '..'"),
+    ({"ImageName": ["imagesVal/\ud800.png"]}, "ImageName holds a lone surrogate (not valid Unicode text)"),
+    ({"Answer": {"1": "\ud800"}}, "Answer holds a lone surrogate (not valid Unicode text)"),
+    ({"Answer": {"\ud800": "1"}}, "Answer holds a lone surrogate (not valid Unicode text)"),
+])
+def test_validate_record_messages(change, reason):
+    record = {**GOOD, **(change or {})}
+    assert validate_record(record) == reason  # an empty Answer is fine unless asked for
+
+
+def test_validate_record_answer_and_type_checks():
+    assert validate_record({**GOOD, "Answer": " "}, require_answer=True) == "Answer is empty"
+    assert validate_record([GOOD]) == "expected a JSON object, got list"
+    assert validate_record("x") == "expected a JSON object, got str"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("a", None), ("a.png", None), ("imagesVal/a..b.png", None), ("C", None),
+    ("C:", "absolute"), ("C:x.png", "absolute"), ("C:\\x.png", "absolute"), ("\\share\\x.png", "absolute"),
+    ("/x.png", "absolute"),
+    ("..\\x.png", "up"), ("a\\..\\..\\x.png", "up"), ("../x.png", "up"),
+])
+def test_unsafe_name_reasons(name, reason):
+    expected = {None: None, "absolute": "is an absolute path; image names must be relative to the dataset folder",
+                "up": "leaves the dataset folder with '..'"}[reason]
+    assert unsafe_name_reason(name) == expected

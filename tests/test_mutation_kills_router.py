@@ -25,6 +25,7 @@ from mevlip.router.routing import (
     pool,
     probabilities,
     uni_inputs,
+    uni_logits,
 )
 from mevlip.tasks import GENERAL_ADAPTER
 
@@ -216,3 +217,74 @@ def test_questions_are_truncated_to_the_routers_max_length(untrained):
     router = Router(model, tok, label_tok, ["a", "b"], {"a": "a", "b": "b"}, max_length=16)
     ids, mask = router._tokenize(tok, ["word " * 100, "short"])
     assert ids.shape == mask.shape == (2, 16) and mask[1].sum() < 16
+
+
+# ----------------------------------------------------------------------------------------------- full run survivors
+# (2026-12-03): each case below failed before on a mutant that every other test let through.
+def test_avg_pooling_divides_by_the_real_token_count_even_for_one_token():
+    core = SimpleNamespace(config=SimpleNamespace(pooling_strategy="avg"))
+    hidden = torch.tensor([[[4.0, 6.0], [100.0, 100.0], [100.0, 100.0]]])
+    # one real token: its own state, not half of it (the count is clamped at 1 only for a sequence with none)
+    torch.testing.assert_close(pool(core, hidden, torch.tensor([[1, 0, 0]])), torch.tensor([[4.0, 6.0]]))
+
+
+def test_normalize_uses_the_models_epsilon():
+    core = SimpleNamespace(config=SimpleNamespace(normalize_features=True), epsilon=1e-3)
+    # a vector shorter than epsilon is divided by epsilon (torch's F.normalize), not by its own length
+    torch.testing.assert_close(_normalize(core, torch.tensor([[1e-5, 0.0]])), torch.tensor([[0.01, 0.0]]))
+
+
+def _uni_core(normalize: bool, seen: dict) -> SimpleNamespace:
+    """A GLiClassUniEncoder stand-in: identity projections, a scorer that records what it was given."""
+    hidden = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [9.0, 9.0]]])
+
+    def scorer(text, classes, text_mask=None):
+        seen["text"], seen["text_mask"] = text, text_mask
+        return torch.tensor([[0.5, -0.25]])
+
+    return SimpleNamespace(
+        config=SimpleNamespace(pooling_strategy="avg", normalize_features=normalize), epsilon=1e-8, logit_scale=4.0,
+        encoder_model=lambda ids, attention_mask: (hidden,),
+        _extract_class_features=lambda h, ids, mask, n: (torch.ones(1, n, 2), None, h, torch.tensor([[1, 1, 0]])),
+        dropout=lambda x: x, text_projector=lambda x: x, classes_projector=lambda x: x, scorer=scorer)
+
+
+def test_uni_logits_scale_only_normalized_features_and_pass_the_token_mask():
+    seen: dict = {}
+    ids = torch.zeros((1, 3), dtype=torch.long)
+    plain = uni_logits(_uni_core(False, seen), ids, torch.ones_like(ids), 2)
+    torch.testing.assert_close(plain, torch.tensor([[0.5, -0.25]]))  # gliclass scales only normalised features
+    torch.testing.assert_close(seen["text"], torch.tensor([[0.5, 1.0]]))  # mean of the two real tokens
+    torch.testing.assert_close(seen["text_mask"], torch.tensor([[1, 1, 0]]))  # gliclass's attention scorer reads it
+    scaled = uni_logits(_uni_core(True, seen), ids, torch.ones_like(ids), 2)
+    torch.testing.assert_close(scaled, torch.tensor([[2.0, -1.0]]))
+    torch.testing.assert_close(seen["text"], torch.tensor([[0.4472136, 0.8944272]]))  # (0.5, 1) / its length
+
+
+def test_tokens_go_to_the_routers_device():
+    def tokenizer(texts, **kwargs):
+        assert kwargs == {"truncation": True, "max_length": 7, "padding": "longest", "return_tensors": "pt"}
+        return {"input_ids": torch.ones((len(texts), 2), dtype=torch.long),
+                "attention_mask": torch.ones((len(texts), 2), dtype=torch.long)}
+
+    ids, mask = Router._tokenize(SimpleNamespace(max_length=7, device=torch.device("meta")), tokenizer, ["a"])
+    assert ids.device.type == "meta" and mask.device.type == "meta" and ids.shape == mask.shape == (1, 2)
+
+
+def test_a_score_exactly_at_the_threshold_routes_to_its_task():
+    router = _router(threshold=0.25)  # 0.25 is exact in float32 (0.3 is not: 0.3 as float32 > 0.3)
+    router.table = {"d": [0.25, 0.125], "e": [0.125, 0.2421875]}
+    assert [(r.task, r.adapter) for r in router.route(["d", "e"])] == [
+        ("classification", "cls_adapter"), ("counting", GENERAL_ADAPTER)]
+
+
+def test_route_shows_no_progress_unless_asked(untrained, capsys):
+    model, tok, label_tok = untrained
+    router = Router(model, tok, label_tok, ["a", "b"], {"a": "a", "b": "b"})
+    routes = router.route(QUESTIONS)
+    assert len(routes) == 3 and capsys.readouterr().err == ""
+    alone = router.route(QUESTIONS, batch_size=1)  # batching moves scores in the last float bits only
+    assert [(r.task, r.adapter) for r in alone] == [(r.task, r.adapter) for r in routes]
+    assert [r.score for r in alone] == pytest.approx([r.score for r in routes], abs=1e-5)
+    router.route(QUESTIONS, progress=True)
+    assert "routing" in capsys.readouterr().err
