@@ -529,3 +529,80 @@ def test_instance_greedy_pass_takes_the_first_of_equal_ious():
 
     # as greedy_counts: reference 0 goes to prediction 0, prediction 1 finds nothing left; 0.8 <= 0.95: not stable
     assert _greedy_once([[0.8, 0.8], [0.8, 0.0]], 2, 0.5, 0.95) == (1, 1, 1, False)
+
+
+def test_a_slice_with_no_scored_row_is_infinite_under_flare25_and_undefined_under_strict():
+    import math
+
+    import numpy as np
+
+    from mevlip.metrics.profiles import score_flare25
+    from mevlip.metrics.scores import aggregate, build_columns
+
+    cols = build_columns("counting", [score_flare25("counting", "5", "n/a")])  # unreadable reference: not scored
+    W = np.ones((1, 1))
+    default = aggregate("counting", cols, W)  # the default profile is flare25
+    assert default["mae"].tolist() == [math.inf] and default["rmse"].tolist() == [math.inf]
+    strict = aggregate("counting", cols, W, "strict")
+    assert math.isnan(strict["mae"][0]) and math.isnan(strict["rmse"][0])
+    samples = [Sample("k", "ds", "validation-public", "counting", "n/a", "5", "ok")]
+    profiles, _ = score_samples(MatchResult(samples=samples), EvalConfig("root", "p.json", bootstrap=20))
+    assert profiles["strict"]["tasks"]["counting"]["metrics"] == {"mae": None, "rmse": None}
+    assert profiles["strict"]["tasks"]["counting"]["ci95"] == {"mae": None}
+    assert profiles["flare25"]["tasks"]["counting"]["metrics"] == {"mae": math.inf, "rmse": math.inf}
+    assert profiles["flare25"]["tasks"]["counting"]["ci95"] == {"mae": [math.inf, math.inf]}
+
+
+def test_corpus_bleu_equals_nltk_when_only_unigrams_match_or_the_hypothesis_is_one_word():
+    import warnings
+
+    import numpy as np
+    from nltk.translate.bleu_score import corpus_bleu
+
+    from mevlip.metrics.text_metrics import bleu_counts, corpus_bleu_from_counts, tokenize
+
+    # nltk gives a tiny positive value here (its floor for a zero precision), not 0: ours must match it
+    for hyp, ref in [("b a", "a b"), ("a", "a b c d e")]:
+        ours = float(corpus_bleu_from_counts(np.array(bleu_counts(hyp, ref))))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = corpus_bleu([[tokenize(ref)]], [tokenize(hyp)])
+        assert 0.0 < theirs < 1e-200 and ours == pytest.approx(theirs, rel=1e-9, abs=1e-300)
+
+
+def test_a_hidden_split_without_its_gt_file_is_warned_about_and_refused(tmp_path, caplog):
+    from mevlip.flare import FlareDataError
+    from mevlip.metrics.records import load_ground_truth
+
+    ds = tmp_path / "validation-hidden" / "Xray" / "chestdr"
+    ds.mkdir(parents=True)
+    qfile = ds / "chestdr_questions_val.json"
+    qfile.write_text(_json.dumps([{"TaskType": "Classification", "Modality": "Xray", "ImageName": "imagesVal/a.png",
+                                   "Question": "Q? A. x B. y", "Answer": "", "Split": "val"}]), encoding="utf-8")
+    with caplog.at_level(logging.WARNING), pytest.raises(FlareDataError, match="no ground truth"):
+        load_ground_truth(tmp_path, ("validation-hidden",))
+    assert f"{qfile} has no _withGT file next to it: its empty answers cannot be scored" in caplog.messages
+
+
+def test_provenance_names_a_missing_package_none(monkeypatch):
+    from importlib import metadata
+
+    from mevlip.metrics import report
+
+    def version(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(report.metadata, "version", version)
+    versions = report.provenance()["versions"]
+    assert set(versions) > {"python"} and all(v is None for k, v in versions.items() if k != "python")
+
+
+def test_provenance_names_the_commit_of_this_repository():
+    import subprocess
+
+    from mevlip.metrics import report
+
+    repo = Path(report.__file__).resolve().parents[2]
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    expected = (done.stdout.strip() or None) if done.returncode == 0 else None  # None outside a git checkout
+    assert report.provenance()["git_hash"] == expected
