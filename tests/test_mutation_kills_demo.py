@@ -12,6 +12,7 @@ import pytest
 
 from mevlip.demo.report import (
     MODE_TITLES,
+    REFERENCE,
     _fmt,
     _num,
     _run_entry,
@@ -195,9 +196,10 @@ def test_learning_summary_names_every_task_clearly_below():
 
 
 def test_reference_section_names_a_reference_inside_the_repository_by_its_relative_path():
+    runs = len(__import__("json").loads(REFERENCE.read_text(encoding="utf-8"))["runs"])  # the committed reference
     lines = reference_section({"classification": {"general": 0.5}}, SimpleNamespace(preset="paper", scale="small"))
     assert lines[0].endswith(", `benchmarks/results/demo_seeds.json`)") and lines[0].startswith(
-        "## Against the reference range (3 seeds on ")
+        f"## Against the reference range ({runs} seeds on ")
     assert lines[1] == ""
 
 
