@@ -153,6 +153,7 @@ def module_counts(module_file: str, left_out: dict[str, str]) -> dict:
             counts[STATUS.get(code, "suspicious")] += 1
     run = sum(counts.values()) - counts["skipped"] - counts["not checked"]
     counts["mutants"] = sum(counts.values())
+    counts["checked"] = run
     counts["score"] = round((counts["killed"] + counts["timeout"]) / run, 4) if run else None
     counts["left_out"] = left_out
     return counts
@@ -245,13 +246,13 @@ def report(previous: dict, runs: dict[str, dict]) -> dict:
     groups = {}
     for group, modules in GROUPS.items():
         per_module = {m: module_counts(m, out) for m, out in modules.items()}
-        totals = {k: sum(c[k] for c in per_module.values()) for k in (*COUNTED, "mutants")}
+        totals = {k: sum(c[k] for c in per_module.values()) for k in (*COUNTED, "mutants", "checked")}
         ran = totals["mutants"] - totals["skipped"] - totals["not checked"]
         totals["score"] = round((totals["killed"] + totals["timeout"]) / ran, 4) if ran else None
         history = (previous.get("groups", {}).get(group, {}).get("runs") or []) + (
             [runs[group]] if group in runs else [])
         groups[group] = {**totals, "modules": per_module, "runs": history}
-    overall = {k: sum(g[k] for g in groups.values()) for k in (*COUNTED, "mutants")}
+    overall = {k: sum(g[k] for g in groups.values()) for k in (*COUNTED, "mutants", "checked")}
     ran = overall["mutants"] - overall["skipped"] - overall["not checked"]
     overall["score"] = round((overall["killed"] + overall["timeout"]) / ran, 4) if ran else None
     return {"tool": f"mutmut {_mutmut_version()}", "machine": machine(), "overall": overall, "groups": groups}

@@ -31,6 +31,19 @@ def _empty_caches():
                 value.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _process_local_progress_lock():
+    """Progress bars lock this process only. tqdm's default lock is a multiprocessing semaphore made once and shared
+    with every process forked after it: mutmut forks each mutant's test run from one parent, kills a run that times
+    out, and a run killed inside a bar left the semaphore held, so every later run that drew a bar hung until its
+    own timeout (the data-preparation group, 2026-12-03)."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 @pytest.fixture(scope="session")
 def mini_flare_tiny(tmp_path_factory):
     """A tiny mini-FLARE root (all 19 datasets, every split). Read-only: copy it before changing anything."""

@@ -97,6 +97,16 @@ def test_timeouts_are_run_again_alone_and_only_a_second_timeout_stands(mutation,
     assert (counts["killed"], counts["timeout"], counts["survived"], counts["no tests"]) == (3, 1, 1, 1)
 
 
+def test_a_group_part_way_through_counts_what_ran(mutation, tmp_path):
+    """Mid-run, the score is over the mutants checked so far: killed + timeout of killed, timeout, survived and
+    reached-by-no-test (here 1 + 1 of 4; the two not checked yet and the left-out function are not counted)."""
+    write_meta(tmp_path, CODES)
+    counts = mutation.module_counts("pkg/mod.py", {"left_out": "why"})
+    assert (counts["mutants"], counts["checked"], counts["not checked"], counts["score"]) == (6, 4, 2, 0.5)
+    [group] = mutation.report({}, {})["groups"].values()
+    assert (group["mutants"], group["checked"], group["score"]) == (6, 4, 0.5)
+
+
 def test_a_run_without_timeouts_runs_mutmut_once(mutation, tmp_path, monkeypatch):
     write_meta(tmp_path, {k: v for k, v in CODES.items() if v != -24})
     calls = []

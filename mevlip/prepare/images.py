@@ -76,11 +76,9 @@ class FolderIndex:
     """
 
     def __init__(self, dataset_dir: Path, fallback: Path | None = None):
-        self.dataset_dir = dataset_dir
         self.roots = [dataset_dir] + ([fallback] if fallback is not None and fallback.is_dir() else [])
         self.heads = [str(r).rstrip("/") + "/" for r in self.roots]
         self.listings = [scan_folder(r) if r.is_dir() else {} for r in self.roots]
-        self.files = self.listings[0]
 
     def find(self, name: str) -> tuple[str, str, Path] | None:
         """Where an image is, or ``None`` when it is nowhere :func:`resolve_image` would look."""
