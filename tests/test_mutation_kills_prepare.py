@@ -3,6 +3,8 @@ is worked out by hand or is a property any correct version has (a staged folder 
 
 import json
 
+import pytest
+
 from mevlip.prepare import core
 from mevlip.prepare.io import DATASET_INFO, Staging, update_dataset_info
 from mevlip.prepare.stats import TokenCounter
@@ -240,24 +242,11 @@ def test_a_list_writer_makes_its_staging_folders(tmp_path):
 def _root(tmp_path):
     """One dataset, four training records (the second with a blank answer, the fourth with an empty list: the
     loader refuses the first, the answer writer the second), images in a zip."""
-    import io
-    import zipfile
-
-    from PIL import Image
-
-    folder = tmp_path / "root" / "training" / "Xray" / "ds"
-    folder.mkdir(parents=True)
-    with zipfile.ZipFile(folder / "images.zip", "w") as zf:
-        for name in ("a.png", "b.png"):
-            buffer = io.BytesIO()
-            Image.new("RGB", (8, 8), "white").save(buffer, "PNG")
-            zf.writestr(f"imagesTr/{name}", buffer.getvalue())
     answers = [("a", "A"), ("a", ""), ("b", "B"), ("b", [])]
-    records = [{"ImageName": f"imagesTr/{n}.png", "Question": f"Q{i}? A. x B. y", "Answer": a,
-                "TaskType": "classification", "Modality": "X-ray", "Split": "train"}
-               for i, (n, a) in enumerate(answers)]
-    (folder / "ds_questions_train.json").write_text(json.dumps(records))
-    return tmp_path / "root"
+    root, _ = _one_dataset(tmp_path, "ds", [{"ImageName": f"imagesTr/{n}.png", "Question": f"Q{i}? A. x B. y",
+                                             "Answer": a, "TaskType": "classification"}
+                                            for i, (n, a) in enumerate(answers)])
+    return root
 
 
 def test_a_crafted_run_reports_its_skips_shows_progress_and_obeys_the_zip_limits(tmp_path, capsys, caplog):
@@ -369,16 +358,17 @@ def test_dataset_entries_of_a_validation_part_alone():
     assert entries["flare_all_val"]["file_name"] == "flare/val"
 
 
-def test_a_dataset_info_that_is_no_object_is_named(tmp_path):
-    import pytest
-
+@pytest.mark.parametrize(("text", "why"), [
+    ("[]", "expected a JSON object of dataset entries, got list"),
+    ("{", "not valid JSON (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 "
+          "(char 1))")])
+def test_a_dataset_info_that_is_no_json_object_is_named(tmp_path, text, why):
     from mevlip.prepare.io import read_dataset_info
 
-    (tmp_path / DATASET_INFO).write_text("[]", encoding="utf-8")
+    (tmp_path / DATASET_INFO).write_text(text, encoding="utf-8")
     with pytest.raises(ValueError) as err:
         read_dataset_info(tmp_path)
-    assert str(err.value) == (f"{tmp_path / DATASET_INFO}: expected a JSON object of dataset entries, got list; fix "
-                              "or delete it")
+    assert str(err.value) == f"{tmp_path / DATASET_INFO}: {why}; fix or delete it"
 
 
 def test_a_list_writer_keeps_non_ascii_text_and_aborts_cleanly(tmp_path):
@@ -654,17 +644,6 @@ def test_an_image_index_looks_in_its_folder_then_its_fallback(tmp_path):
     assert FolderIndex(folder, tmp_path / "absent").find("a.png") == (f"{folder}/a.png", "a.png", folder)
 
 
-def test_a_dataset_info_that_is_no_json_is_named_with_the_parsers_error(tmp_path):
-    import pytest
-
-    from mevlip.prepare.io import read_dataset_info
-
-    (tmp_path / DATASET_INFO).write_text("{", encoding="utf-8")
-    with pytest.raises(ValueError) as err:
-        read_dataset_info(tmp_path)
-    assert str(err.value) == (f"{tmp_path / DATASET_INFO}: not valid JSON (JSONDecodeError: Expecting property name "
-                              "enclosed in double quotes: line 1 column 2 (char 1)); fix or delete it")
-
 
 def test_a_large_held_out_fraction_still_leaves_one_question_to_train_on():
     from mevlip.prepare.io import split_router_set
@@ -880,9 +859,8 @@ def test_a_checker_passed_in_does_the_work_and_stays_open_an_own_one_is_closed(t
     assert SpyChecker.closed == 1
 
 
-def test_a_run_that_fails_early_raises_its_own_error_and_keeps_the_previous_outputs(tmp_path, monkeypatch):
-    import pytest
-
+@pytest.mark.parametrize("failing", ["extract_images", "split_router_set"])  # before any part / after every part
+def test_a_run_that_fails_raises_its_own_error_and_keeps_the_previous_outputs(tmp_path, monkeypatch, failing):
     from mevlip.prepare import PrepareConfig, prepare
     from mevlip.prepare.io import STAGING
 
@@ -893,31 +871,13 @@ def test_a_run_that_fails_early_raises_its_own_error_and_keeps_the_previous_outp
     def disk_gone(*args, **kwargs):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(core, "extract_images", disk_gone)
+    monkeypatch.setattr(core, failing, disk_gone)
     with pytest.raises(OSError) as err:
         prepare(PrepareConfig(str(root), str(out), workers=1))
     assert str(err.value) == "disk gone"
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not (out / STAGING).exists()
 
-
-def test_a_run_that_fails_after_writing_its_parts_raises_its_own_error(tmp_path, monkeypatch):
-    import pytest
-
-    from mevlip.prepare import PrepareConfig, prepare
-
-    root, out = _root(tmp_path), tmp_path / "out"
-    prepare(PrepareConfig(str(root), str(out), workers=1))
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-
-    def disk_gone(*args, **kwargs):
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(core, "split_router_set", disk_gone)  # after every part's files are closed
-    with pytest.raises(OSError) as err:
-        prepare(PrepareConfig(str(root), str(out), workers=1))
-    assert str(err.value) == "disk gone"
-    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_a_rerun_keeps_its_own_task_files_and_drops_only_the_stale_ones(tmp_path):
