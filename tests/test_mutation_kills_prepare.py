@@ -896,3 +896,84 @@ def test_a_rerun_keeps_its_own_task_files_and_drops_only_the_stale_ones(tmp_path
     prepare(PrepareConfig(str(root), str(out), workers=1))
     assert sorted(p.name for p in (out / "flare" / "train").iterdir()) == ["classification.json"]
     assert [r["conversations"][1]["value"] for r in _rows(out, "classification")] == ["B"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"preset": "x"}, "--preset must be one of paper, ours, got 'x'"),
+    ({"answers": "raw"}, "--answers must be one of as_given, canonical, got 'raw'"),
+    ({"splits": ()}, "--splits: give at least one split"),
+    ({"splits": ("train",)}, "--splits: unknown split(s) train; known: training, validation-public, "
+                             "validation-hidden, testing"),
+    ({"val_splits": ("x", "y")}, "--val_splits: unknown split(s) x, y; known: training, validation-public, "
+                                 "validation-hidden, testing"),
+    ({"splits": ("training", "testing"), "val_splits": ("testing", "training")},
+     "--val_splits: testing, training also in --splits (held-out must be apart)"),
+    ({"image_paths": "rel"}, "--image_paths must be relative or absolute, got 'rel'"),
+    ({"max_per_dataset": 0}, "--max_per_dataset must be >= 1, got 0"),
+    ({"image_tokens": -1}, "--image_tokens must be >= 0 and --cutoff_len >= 1"),
+    ({"cutoff_len": 0}, "--image_tokens must be >= 0 and --cutoff_len >= 1"),
+    ({"router_test_fraction": 1.0}, "--router_test_fraction must be in [0, 1), got 1.0"),
+    ({"router_test_fraction": 1.5}, "--router_test_fraction must be in [0, 1), got 1.5"),
+])
+def test_each_bad_option_is_named_in_one_line(options, message):
+    with pytest.raises(ValueError) as err:
+        core.PrepareConfig("root", "out", **options)
+    assert str(err.value) == message
+
+
+def test_the_smallest_allowed_options_are_allowed():
+    config = core.PrepareConfig("root", "out", max_per_dataset=1, image_tokens=0, cutoff_len=1,
+                                router_test_fraction=0.0)
+    assert (config.max_per_dataset, config.image_tokens, config.cutoff_len) == (1, 0, 1)
+
+
+def test_foreign_files_and_an_empty_run_are_warned_about_in_whole_lines(tmp_path, caplog):
+    from mevlip.prepare import PrepareConfig, prepare
+
+    root, out = _root(tmp_path), tmp_path / "out"
+    (out / "flare" / "train").mkdir(parents=True)
+    (out / "flare" / "train" / "mine.json").write_text("[]")
+    with caplog.at_level("WARNING"):
+        prepare(PrepareConfig(str(root), str(out), workers=1))
+    assert f"{out / 'flare' / 'train'} holds mine.json, which flare_all will also load" in caplog.messages
+    caplog.clear()
+    empty, _ = _one_dataset(tmp_path / "empty", "ds", [
+        {"ImageName": "imagesTr/gone.png", "Question": "Q?", "Answer": "A", "TaskType": "classification"}])
+    with caplog.at_level("ERROR"):
+        prepare(PrepareConfig(str(empty), str(tmp_path / "out2"), workers=1))
+    assert caplog.messages == [f"no training rows were written (see {tmp_path / 'out2' / core.STATS_FILE})"]
+
+
+def _cut_bmp(path):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.arange(48 * 48 * 3) % 251).astype("uint8").reshape(48, 48, 3)).save(path)
+    path.write_bytes(path.read_bytes()[:3000])
+    return str(path)
+
+
+def test_checker_defaults_check_quickly_and_serially(tmp_path):
+    from mevlip.prepare.images import ImageChecker, check_images
+
+    cut = _cut_bmp(tmp_path / "cut.bmp")
+    assert check_images([cut]) == [None]  # a quick check by default
+    checker = ImageChecker()
+    assert checker.pool() is None and checker.submit([cut])() == {cut: None}
+
+
+def test_a_pooled_check_is_spawned_with_its_workers_and_decodes_when_asked(tmp_path):
+    """64 images or more go to the pool: spawned processes (a parent holding torch threads is safe), as many as
+    asked, each chunk checked with the same full decode."""
+    from mevlip.prepare.images import _MIN_POOLED, ImageChecker
+
+    first = _cut_bmp(tmp_path / "0.bmp")
+    paths = [first] + [str(tmp_path / f"{i}.bmp") for i in range(1, _MIN_POOLED)]
+    for path in paths[1:]:
+        (tmp_path / path).write_bytes((tmp_path / "0.bmp").read_bytes())
+    with ImageChecker(3, full_decode=True) as checker:
+        verdicts = checker.submit(paths)()
+        pool = checker.pool()
+        assert pool._max_workers == 3 and pool._mp_context.get_start_method() == "spawn"
+    assert sorted(verdicts) == sorted(paths)
+    assert all(v.startswith("OSError: image file is truncated") for v in verdicts.values())
