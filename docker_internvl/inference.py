@@ -16,8 +16,13 @@ lock, so each resumes on its own); after all have finished, rank 0 writes the on
 Shards launched by hand (``--num_shards N --shard_index i``, one folder or several) each write
 ``predictions.shard-<i>-of-<N>.json`` with its own journal and lock; ``merge_predictions.py`` joins them.
 
+Inputs: every question file at any depth under ``--base_dataset_path`` (flat, ``<dataset>/``,
+``<Category>/<dataset>/``, ``<split>/<Category>/<dataset>/``, deeper), as the original walked it; a record needs only
+``ImageName`` and ``Question``. JSON files that are not question lists are skipped and named in the summary.
+
 A rerun into the same output resumes its journal only when the inputs and every setting that changes an answer
-are the same (see ``--overwrite``); a second run of the same output while the first is alive is refused.
+are the same (see ``--overwrite``); a second run of the same output while the first is alive is refused. SIGTERM
+(``docker stop``) ends the run like Ctrl-C: what is answered stays in the journal for the rerun.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -65,12 +71,15 @@ DEFAULT_BASE_MODEL = "OpenGVLab/InternVL3-8B-hf"
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options (the original README's flags first)."""
     p = make_parser(__doc__)
-    p.add_argument("--base_dataset_path", required=True, help="FLARE-format root holding the question files")
+    p.add_argument("--base_dataset_path", required=True,
+                   help="folder holding the question files (*.json lists of records) at any depth, their images "
+                        "relative to each file's folder")
     p.add_argument("--output_dir", required=True, help="where predictions.json and its sidecars go")
     p.add_argument("--output_filename", default="predictions.json",
                    help="name of the predictions file in --output_dir; its sidecars share its stem")
     p.add_argument("--max_new_tokens", type=int, default=512, help="tokens generated per answer at most")
-    p.add_argument("--device", default="cuda:0", help="cuda:0, cpu, ...")
+    p.add_argument("--device", default="auto",
+                   help="auto (the first CUDA GPU; without one it stops and says so), cuda, cuda:N or cpu")
     p.add_argument("--base_model", default=os.environ.get("MEVLIP_BASE_MODEL", DEFAULT_BASE_MODEL),
                    help="hub id or local folder of the base model (default: env MEVLIP_BASE_MODEL, else "
                         f"{DEFAULT_BASE_MODEL}; here %(default)s)")
@@ -100,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi_image", default=None, choices=["keep", "first"],
                    help="override the preset: keep every image of a record, or the first only (default: the "
                         "preset's)")
-    p.add_argument("--splits", nargs="*", default=None, help="split folders to answer (default: all but training)")
+    p.add_argument("--splits", nargs="*", default=None,
+                   help="split folders directly under --base_dataset_path to answer (default: everything but "
+                        "training/)")
     p.add_argument("--quantization", default="auto", choices=["auto", "4bit", "none"],
                    help="auto: 4-bit nf4 on CUDA (as the paper), none (float32) on CPU")
     p.add_argument("--crop_to_patches", action="store_const", const=True, default=None,
@@ -174,10 +185,38 @@ def make_generate(args):
     return generate, vlm.adapters
 
 
+def _stop_on_sigterm() -> None:
+    """Let SIGTERM (``docker stop``, a scheduler's kill) end the run as Ctrl-C does: ``finally`` blocks run, the
+    journal keeps every answer already written, and the exit code is 143."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def without_task_type(the_plan, routing: str) -> dict:
+    """Summary counts of answerable records without a known ``TaskType``, and what answered them."""
+    count = sum(1 for i in the_plan.items if i.error is None and i.task is None)
+    if not count:
+        return {"records_without_task_type": 0}
+    how = {"router": "routed and post-processed by the router's task",
+           "record": "answered by the general adapter (--routing record has no task to route them by)",
+           "general": "answered by the general adapter, output kept as generated (no task to parse it by)"}[routing]
+    logger.info("%d record(s) without a known TaskType: %s", count, how)
+    return {"records_without_task_type": count, "records_without_task_type_handling": how}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run inference; returns the summary that is also written to ``<output stem>.summary.json``."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    _stop_on_sigterm()
+    from mevlip.inference.device import DeviceError, resolve_device
+
+    try:
+        args.device = resolve_device(args.device)
+    except DeviceError as err:
+        raise UserError(str(err)) from None
     if not 0 <= args.shard_index < args.num_shards:
         raise UserError(f"--shard_index must be in [0, {args.num_shards}), got {args.shard_index}")
     preset = get_preset(args.preset)
@@ -207,11 +246,14 @@ def main(argv: list[str] | None = None) -> dict:
             barrier(ranks)  # rank 0 plans first and extracts the image zips once; the others then find them
         scratch = Path(args.images_dir) if args.images_dir else Path(args.output_dir) / ".images"
         the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=scratch,
-                        limits=zip_limits_from_args(args))
+                        limits=zip_limits_from_args(args), exclude=[args.output_dir])
         if ranks.rank == 0:
             barrier(ranks)
         if not the_plan.items:
-            raise UserError(f"no question files to answer under {args.base_dataset_path}")
+            looked = f"; skipped: {'; '.join(f'{k}: {v}' for k, v in list(the_plan.skipped.items())[:3])}" \
+                if the_plan.skipped else ""
+            raise UserError(f"no questions to answer under {args.base_dataset_path} (no JSON list of records with "
+                            f"ImageName and Question at any depth{looked})")
         journal = Journal(journal_path(output), run_fingerprint(the_plan, vars(args)), args.overwrite)
     except (FileNotFoundError, ResumeError, ValueError) as err:
         raise UserError(str(err)) from err
@@ -226,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError(f"--router_dir: {err}") from None
         if args.threshold is not None:
             router.threshold = args.threshold
-        logger.info("router %s: questions whose top %s score is below %.2f, and empty ones, go to the general adapter",
+        logger.info("router %s: questions whose top %s score is below %.2f go to the general adapter",
                     args.router_dir, router.scoring_name, router.threshold)
     pending = [i for i in the_plan.items if i.index % shard[0] == shard[1] and i.index not in journal.done]
     routes = route_items(pending, args.routing, router)
@@ -262,7 +304,8 @@ def main(argv: list[str] | None = None) -> dict:
                "shard": list(shard), "world_size": ranks.world_size, **written, "answered_now": stats["answered"],
                "resumed": stats["resumed"], "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
                "records_per_second": round(stats["answered"] / stats["seconds"], 3) if stats["seconds"] else None,
-               "file_errors": the_plan.file_errors}
+               "question_files": len(the_plan.files), **without_task_type(the_plan, args.routing),
+               "file_errors": the_plan.file_errors, "skipped_inputs": the_plan.skipped}
     if ranks.distributed and ranks.rank == 0:
         summary["shard"] = None  # the merged output holds every record
     output.with_name(output.stem + ".summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", nargs="+", required=True, help="the shards' predictions.json files")
     add_option(p, "--output_file", aliases=("--output",), required=True, help="merged predictions.json to write")
     p.add_argument("--splits", nargs="*", default=None,
-                   help="the --splits the shards were run with (default: all but training)")
+                   help="the --splits the shards were run with (default: everything but training/)")
     p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
                    help="the --multi_image the shards were run with")
     add_common_args(p)
@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:  # a missing shard file, a record missing or doubled, shards of two configurations: one line
-        summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image), args.inputs,
-                               Path(args.output_file))
+        # the shards' own folders are not inputs (as inference did not walk its --output_dir)
+        outputs = [Path(f).parent for f in [*args.inputs, args.output_file]]
+        summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image, exclude=outputs),
+                               args.inputs, Path(args.output_file))
     except (OSError, ValueError) as err:
         raise UserError(str(err)) from None
     print(json.dumps(summary, indent=2))

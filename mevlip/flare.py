@@ -1,6 +1,6 @@
 """Access to data in the FLARE-Task5-MLLM-2D on-disk format: discovery, records, image paths, zips.
 
-Layout (``shared/flare_format.md`` section 1)::
+Layout (``docs/flare_format.md`` section 1)::
 
     <root>/<split>/<Category>/<dataset>/<dataset>_questions_{train,val,test}[_withGT].json
     <root>/<split>/<Category>/<dataset>/images{Tr,Val,Ts}.zip   (members images{Tr,Val,Ts}/<file>)
@@ -158,13 +158,7 @@ def record_key(record: dict) -> str:
     return f"{str(record['ImageName'])}||{record['Question']}"
 
 
-def validate_record(record: object, require_answer: bool = False) -> str | None:
-    """Why a record is invalid, or ``None`` when it is fine."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    missing = [k for k in RECORD_FIELDS if k not in record]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
+def _image_name_problem(record: dict) -> str | None:
     names = record["ImageName"]
     if isinstance(names, list):
         if not names or not all(isinstance(n, str) and n for n in names):
@@ -174,6 +168,18 @@ def validate_record(record: object, require_answer: bool = False) -> str | None:
     for name in image_names(record):
         if reason := unsafe_name_reason(name):
             return f"ImageName {name!r} {reason}"
+    return None
+
+
+def validate_record(record: object, require_answer: bool = False) -> str | None:
+    """Why a record is invalid, or ``None`` when it is fine."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    missing = [k for k in RECORD_FIELDS if k not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    if reason := _image_name_problem(record):
+        return reason
     if not isinstance(record["Question"], str) or not record["Question"].strip():
         return "Question must be a non-empty string"
     try:
@@ -186,6 +192,36 @@ def validate_record(record: object, require_answer: bool = False) -> str | None:
         if not _encodable(record[name]):  # a lone surrogate ("\\ud800") loads from JSON but cannot be written
             return f"{name} holds a lone surrogate (not valid Unicode text)"
     return None
+
+
+#: What a record needs to be answered (the original answered every record with these two).
+QUESTION_FIELDS: tuple[str, ...] = ("ImageName", "Question")
+
+
+def validate_question(record: object) -> str | None:
+    """Why a record cannot be answered, or ``None``: it needs only a usable ``ImageName`` and a non-empty
+    ``Question``; its other fields (``TaskType``, ``Answer``, ``Split``, ``Modality``) may be absent or anything."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    missing = [k for k in QUESTION_FIELDS if k not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    if reason := _image_name_problem(record):
+        return reason
+    if not isinstance(record["Question"], str) or not record["Question"].strip():
+        return "Question must be a non-empty string"
+    for name in QUESTION_FIELDS:
+        if not _encodable(record[name]):
+            return f"{name} holds a lone surrogate (not valid Unicode text)"
+    return None
+
+
+def task_of(record: dict) -> str | None:
+    """The canonical task of a record's ``TaskType``, or ``None`` when it is absent or not a known spelling."""
+    try:
+        return normalize_task_type(record.get("TaskType"))
+    except (ValueError, TypeError):
+        return None
 
 
 def _encodable(value: object) -> bool:
@@ -260,7 +296,7 @@ def iter_records(files: Iterable[QuestionFile], **kwargs) -> Iterator[tuple[Ques
     """Yield ``(file, index_in_file, record)`` over many files (bad records are logged and skipped)."""
     for qfile in files:
         loaded = load_records(qfile, **kwargs)
-        for index, record in zip(loaded.indices, loaded.records):
+        for index, record in zip(loaded.indices, loaded.records, strict=True):
             yield qfile, index, record
 
 

@@ -83,8 +83,8 @@ def test_run_answers_groups_batches_and_journals(tmp_path):
     assert by_index[3] == {"i": 3, "key": "img3.png||Q3?", "answer": "", "task": "counting", "score": None,
                            "adapter": None, "raw": None, "error": the_plan.items[3].error}
     assert by_index[0] == {"i": 0, "key": "img0.png||Q0?", "answer": "B", "task": "classification",
-                           "routed_task": "classification", "score": None, "adapter": "classification",
-                           "raw": "The answer is B.", "error": None}
+                           "task_source": "record", "routed_task": "classification", "score": None,
+                           "adapter": "classification", "raw": "The answer is B.", "error": None}
     assert by_index[1]["answer"] == "42" and by_index[4]["answer"] == "C"
     assert by_index[2]["answer"] == "Caries, Impacted tooth"  # the model's own ", " separator is kept
     assert by_index[2]["adapter"] == GENERAL_ADAPTER
@@ -428,7 +428,12 @@ def test_postprocess_without_a_task_and_with_an_unknown_mode():
     from mevlip.inference.run import postprocess
 
     item = Item(0, "f", 0, "k", "Q?", ["a"], None, None)
-    assert postprocess(item, Route(None, 0.0, GENERAL_ADAPTER), "anything") == (None, "")
+    # no task from the record or the router: the output as generated, stripped (the original's fall-through)
+    assert postprocess(item, Route(None, 0.0, GENERAL_ADAPTER), " anything\n") == (None, "anything")
+    # the original preset parses by the raw TaskType, "" when the record has none (its sample.get("TaskType", "")):
+    # the first line is dropped and nothing else, even when the router found a task
+    assert postprocess(item, Route("counting", 0.9, "counting"), "x\n3 cells", mode="original") == ("counting",
+                                                                                                  "3 cells")
     with pytest.raises(ValueError, match="post-processing must be one of canonical, original, got 'x'"):
         postprocess(item, Route("counting", 1.0, "counting"), "3", mode="x")
 

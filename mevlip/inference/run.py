@@ -2,18 +2,21 @@
 
 The flow of ``docker_internvl/inference.py``:
 
-1. :func:`plan` finds the question files to answer (``*_questions_{val,test}.json``, never ``_withGT``) and lists
-   their records in discovery order, each with a global index; a bad record (invalid fields, missing image) keeps
-   its place with an error and will get an empty ``Answer``.
+1. :func:`plan` finds the question files to answer at any depth under the input folder
+   (:mod:`mevlip.inference.discovery`: every JSON list of records, as the original's ``os.walk``; a ``_withGT``
+   file only when its blank twin is absent) and lists their records in discovery order, each with a global index;
+   a record needs only ``ImageName`` and ``Question``; a bad one (no question, missing image) keeps its place with
+   an error and will get an empty ``Answer``.
 2. Routing, for all questions at once: the GLiClass router (ME-VLIP), the record's own TaskType (oracle ablation)
    or the general adapter only (the paper's "without TC" column).
 3. Records are grouped by adapter, generated in batches with ``set_adapter`` once per group, post-processed by the
-   record's own ``TaskType`` (as the original did; the routed task only for a record without one) with
+   record's own ``TaskType`` (as the original did; the routed task for a record without a known one) with
    :func:`mevlip.answers.canonicalize` (the parser evaluation uses), or under the ``original`` preset with the
    original's parser (:func:`mevlip.answers.original_parse_answer`), and appended to a flushed journal, so a rerun
    after a crash or ``kill -9`` skips finished records.
-4. ``predictions.json`` is the input records, unchanged except ``Answer``, in discovery order, plus a sidecar with
-   the routed task, router score, adapter, raw output and error of each record.
+4. ``predictions.json`` is the input records, every key kept in its order and ``Answer`` set (added where absent),
+   in discovery order, plus a sidecar with the task (and whether it came from the record or the router), routed
+   task, router score, adapter, raw output and error of each record.
 """
 
 from __future__ import annotations
@@ -35,14 +38,14 @@ from mevlip.answers import canonicalize, original_parse_answer
 from mevlip.flare import (
     FlareDataError,
     ZipLimits,
-    discover,
     image_names,
     record_key,
     resolve_image,
     safe_extract,
-    validate_record,
+    task_of,
+    validate_question,
 )
-from mevlip.tasks import GENERAL_ADAPTER, TASKS, normalize_task_type
+from mevlip.tasks import GENERAL_ADAPTER, TASKS
 
 logger = logging.getLogger(__name__)
 ROUTINGS = ("router", "record", "general")
@@ -70,6 +73,7 @@ class Plan:
     files: dict[str, list] = field(default_factory=dict)
     items: list[Item] = field(default_factory=list)
     file_errors: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # JSON files and folders not answered, and why
 
     def fingerprint(self) -> str:
         """A digest of the inputs (keys in order), so a journal is only resumed against the same inputs."""
@@ -78,38 +82,43 @@ class Plan:
 
 
 def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_image: str = "keep",
-         scratch: str | os.PathLike | None = None, limits: ZipLimits | None = None) -> Plan:
-    """List every record to answer under ``root`` (validation and test question files, never ``_withGT``).
+         scratch: str | os.PathLike | None = None, limits: ZipLimits | None = None,
+         exclude: Sequence[str | os.PathLike] = ()) -> Plan:
+    """List every record to answer under ``root``: every question file at any depth
+    (:func:`mevlip.inference.discovery.find_question_files`), its records in file order.
 
-    Image zips are extracted next to their JSON when needed; when that folder is read-only (a mounted challenge
-    input), into ``scratch/<split>/<Category>/<dataset>/`` instead. Nothing here stops the run: a bad archive
-    (not a zip, damaged, unsafe, over ``limits``) or question file is listed in ``file_errors`` and a bad record
-    keeps its place with an error naming its file and index.
+    A record needs only ``ImageName`` and a non-empty ``Question`` (:func:`mevlip.flare.validate_question`); its
+    ``TaskType`` may be absent or unknown (``task`` is then ``None`` and the router's task is used). Images are
+    looked up relative to the question file's folder, the original's rule, then by the lenient candidates of
+    :func:`mevlip.flare.image_candidates`. Image zips beside a question file are extracted there when needed; when
+    that folder is read-only (a mounted challenge input), into ``scratch/<its folder relative to root>/`` instead.
+    Nothing here stops the run: a bad archive (not a zip, damaged, unsafe, over ``limits``) or question file is
+    listed in ``file_errors``, a JSON file that is not a question list in ``skipped``, and a bad record keeps its
+    place with an error naming its file and index.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
     """
+    from mevlip.inference.discovery import find_question_files
     from mevlip.prompts import select_images
 
     result = Plan()
-    for qfile in discover(root, splits, gt="exclude"):
-        if qfile.kind == "train":
-            continue
-        archive_errors: dict[str, str] = {}
-        image_roots = [qfile.dataset_dir, *_extract_images(qfile, scratch, limits, archive_errors)]
-        result.file_errors.update(archive_errors)
+    found = find_question_files(root, splits, exclude=[*exclude, scratch])
+    result.skipped, result.file_errors = found.skipped, dict(found.errors)
+    extracted: dict[Path, tuple[list[Path], dict[str, str]]] = {}
+    for qfile in found.files:
+        folder = qfile.path.parent
+        if folder not in extracted:  # a folder's zips once, however many question files share it
+            archive_errors: dict[str, str] = {}
+            extracted[folder] = ([folder, *_extract_images(folder, qfile.rel_dir, scratch, limits, archive_errors)],
+                                 archive_errors)
+            result.file_errors.update(archive_errors)
+        image_roots, archive_errors = extracted[folder]
         hint = f" ({'; '.join(archive_errors.values())})" if archive_errors else ""
-        try:
-            records = json.loads(qfile.path.read_text(encoding="utf-8"))
-            if not isinstance(records, list):
-                raise ValueError(f"expected a JSON list of records, got {type(records).__name__}")
-        except (ValueError, OSError, RecursionError) as err:  # the file is reported and skipped; the others answered
-            result.file_errors[str(qfile.path)] = str(err)
-            logger.error("%s: %s", qfile.path, err)
-            continue
+        records = qfile.records
         result.files[str(qfile.path)] = records
         for record_index, record in enumerate(records):
-            reason = validate_record(record)
+            reason = validate_question(record)
             has_key = isinstance(record, dict) and "ImageName" in record and "Question" in record
             key = record_key(record) if has_key else f"#{record_index}"
             item = Item(len(result.items), str(qfile.path), record_index, key)
@@ -117,8 +126,8 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
             if reason:
                 item.error = f"{qfile.path} record {record_index}: {reason}"
                 continue
-            item.question, item.task = record["Question"], normalize_task_type(record["TaskType"])
-            item.task_type = record["TaskType"]
+            item.question, item.task = record["Question"], task_of(record)
+            item.task_type = record["TaskType"] if isinstance(record.get("TaskType"), str) else None
             try:
                 names = select_images(image_names(record), multi_image)[0]
                 item.images = [str(_resolve(image_roots, n)) for n in names]
@@ -127,13 +136,14 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
     return result
 
 
-def _extract_images(qfile, scratch, limits: ZipLimits | None, errors: dict[str, str]) -> list[Path]:
-    """Extract the dataset's image zips (in place, else under ``scratch``); returns extra image roots.
+def _extract_images(folder: Path, rel_dir: Path, scratch, limits: ZipLimits | None,
+                    errors: dict[str, str]) -> list[Path]:
+    """Extract a folder's image zips (in place, else under ``scratch/<rel_dir>``); returns extra image roots.
 
     A bad archive is recorded in ``errors`` (archive path -> reason) and the others are still extracted.
     """
     roots: list[Path] = []
-    for archive in sorted(qfile.dataset_dir.glob("images*.zip")):
+    for archive in sorted(folder.glob("images*.zip")):
         try:
             try:
                 safe_extract(archive, limits=limits)
@@ -141,7 +151,7 @@ def _extract_images(qfile, scratch, limits: ZipLimits | None, errors: dict[str, 
                 # the input folder is read-only (a mounted challenge input: EROFS, or no write permission)
                 if scratch is None or not (isinstance(err, PermissionError) or err.errno == errno.EROFS):
                     raise
-                target = Path(scratch) / qfile.split / qfile.category / qfile.dataset_dir.name
+                target = Path(scratch) / rel_dir
                 if target not in roots:
                     roots.append(target)
                 safe_extract(archive, target, limits)
@@ -408,8 +418,8 @@ def route_items(items: list[Item], routing: str, router=None) -> dict[int, Route
             raise ValueError("routing 'router' needs a router (--router_dir)")
         routes = router.route([i.question for i in todo])
         return {i.index: Route(r.task, float(r.score), r.adapter) for i, r in zip(todo, routes, strict=True)}
-    if routing == "record":
-        return {i.index: Route(i.task, None, TASKS[i.task].adapter) for i in todo}
+    if routing == "record":  # a record without a known TaskType has no task adapter: the general one answers
+        return {i.index: Route(i.task, None, TASKS[i.task].adapter if i.task else GENERAL_ADAPTER) for i in todo}
     return {i.index: Route(i.task, None, GENERAL_ADAPTER) for i in todo}
 
 
@@ -430,22 +440,30 @@ def label_separator(raw: str) -> str:
 POSTPROCESSING = ("canonical", "original")
 
 
+def task_source(item: Item, route: Route) -> str | None:
+    """Where the task an answer was post-processed by came from: ``record`` (its ``TaskType``), ``router``, or
+    ``None`` (neither: the output is kept as generated)."""
+    return "record" if item.task else ("router" if route.task else None)
+
+
 def postprocess(item: Item, route: Route, raw: str, mode: str = "canonical") -> tuple[str | None, str]:
     """The ``Answer`` written for a raw model output, and the task it was parsed as.
 
-    The record's own ``TaskType`` decides the parser whenever the record has one (so a misrouted question still
-    gets its task's parser, as in the original); the routed task only for a record without one.
+    The record's own ``TaskType`` decides the parser whenever the record has a known one (so a misrouted question
+    still gets its task's parser, as in the original); the routed task only for a record without one. With no task
+    at all (no known ``TaskType`` and no router), the output is kept as generated, stripped, as the original kept
+    the output of a ``TaskType`` it did not know.
 
     Args:
         mode: ``canonical`` (:func:`mevlip.answers.canonicalize`, one form per task, as evaluation parses) or
             ``original`` (:func:`mevlip.answers.original_parse_answer` on the raw ``TaskType`` string).
     """
     task = item.task or route.task
-    if mode == "original":
-        return task, original_parse_answer(raw, item.task_type if item.task_type is not None else task)
+    if mode == "original":  # the original parsed by the record's raw TaskType, "" when absent (sample.get)
+        return task, original_parse_answer(raw, item.task_type or "")
     if mode != "canonical":
         raise ValueError(f"post-processing must be one of {', '.join(POSTPROCESSING)}, got {mode!r}")
-    return task, ("" if task is None else canonicalize(task, raw, label_sep=label_separator(raw)))
+    return task, (raw.strip() if task is None else canonicalize(task, raw, label_sep=label_separator(raw)))
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -499,8 +517,8 @@ def run(
                 task, answer = (item.task or route.task, "") if error else postprocess(item, route, raw,
                                                                                         postprocessing)
                 journal.add({"i": item.index, "key": item.key, "answer": answer, "task": task,
-                             "routed_task": route.task, "score": route.score, "adapter": adapter, "raw": raw,
-                             "error": error})
+                             "task_source": task_source(item, route), "routed_task": route.task,
+                             "score": route.score, "adapter": adapter, "raw": raw, "error": error})
                 stats["errors" if error else "answered"] += 1
             if bar is not None:
                 bar.update(len(batch))
