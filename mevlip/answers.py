@@ -1,7 +1,7 @@
 """Answer formats of the FLARE tasks: parse a text into a value, and write a value in the dataset's own form.
 
 One module for the ground truth, the generator, inference post-processing and evaluation, so that they all
-agree on what an answer is. Formats follow ``shared/flare_format.md`` sections 3.2-3.3:
+agree on what an answer is. Formats follow ``docs/flare_format.md`` sections 3.2-3.3:
 
 * classification: one option letter (``"B"``) or a class word (CMMD: ``"Malignant"``, ``"Luminal b"``);
 * multi-label: labels joined by ``"; "`` (periapical, one label holds commas) or ``", "`` (chestdr);

@@ -8,7 +8,7 @@ Training rows are ShareGPT turns whose user value is :func:`render_user` of the 
 
 (``ours`` puts a newline after the image and a system block first). Inference builds the same string with
 :func:`build_inference_prompt` and loads pixels with :func:`load_image` (a copy of LLaMA-Factory's pre-resize), one
-tile per image unless ``crop_to_patches``; see ``shared/prompt_parity.md``. The parity test checks the token ids and
+tile per image unless ``crop_to_patches``; see ``docs/prompt_parity.md``. The parity test checks the token ids and
 pixels against LLaMA-Factory itself.
 """
 

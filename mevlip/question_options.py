@@ -1,7 +1,7 @@
 """Inline option lists of FLARE questions: write them in the styles real questions use, and find them in a text.
 
 Real FLARE questions carry their options inline, in styles that vary between datasets and within one
-(``shared/flare_format.md`` 3.2): ``A: x, B: y``, ``A. x B. y``, ``Options: A: x B: y``, ``(A) x``, one option per
+(``docs/flare_format.md`` 3.2): ``A: x, B: y``, ``A. x B. y``, ``Options: A: x B: y``, ``(A) x``, one option per
 line, binary ``A: No, B: Yes``. mini-FLARE writes its option questions with :func:`render_options` (so its
 templates vary as the real ones do), and the router's training augmentation (:mod:`mevlip.router.augment`)
 re-writes them with :func:`split_options` + :func:`render_options`, so that the router learns what an option

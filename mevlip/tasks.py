@@ -2,7 +2,7 @@
 
 The FLARE data spells its ``TaskType`` field differently per dataset (``Classification``, ``classification``,
 ``Multi-label Classification``, ``instance_detection``, ``Report_Generation``, ...; see
-``shared/flare_format.md`` section 2.1), and the baseline code guesses further spellings (``Cell Counting``,
+``docs/flare_format.md`` section 2.1), and the baseline code guesses further spellings (``Cell Counting``,
 ``Instance Detection``, ``Report Generation``). Every stage (data preparation, router, inference, evaluation)
 maps them to one canonical name here, so there is exactly one place that knows them.
 """

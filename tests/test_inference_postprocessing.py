@@ -6,7 +6,7 @@ The rule under test (``mevlip.inference.run.postprocess``): the record's own ``T
 whenever the record has one, so a misrouted question still gets its task's parser, as the original did (its
 ``parse_answer`` read ``TaskType`` from the record); the routed task decides only for a record without a TaskType.
 Every expected string below is worked out by hand from the raw output and the FLARE answer formats
-(``shared/flare_format.md``): a letter for classification, the labels as given for multi-label, integer pixel boxes,
+(``docs/flare_format.md``): a letter for classification, the labels as given for multi-label, integer pixel boxes,
 instance boxes keyed by id, a whole number for counting, one decimal for regression, the text stripped for reports.
 """
 

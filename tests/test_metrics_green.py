@@ -61,7 +61,7 @@ def _parts(generated: str, reference: str) -> dict[str, float]:
     return dict(zip(("overall", *COMPONENTS), green_rule_components(generated, reference), strict=True))
 
 
-# Each expected value below is worked out by hand from shared/flare_format.md 4.A (the organisers' GREENScorer), not
+# Each expected value below is worked out by hand from docs/flare_format.md 4.A (the organisers' GREENScorer), not
 # computed with green_rule; every component and constant is pinned by at least one case.
 def test_rule_temporal_component_by_hand():
     # ref temporal {new}, pred {unchanged}: shared 0/1; both have temporal terms and entities -> association 0.8

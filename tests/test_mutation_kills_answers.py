@@ -1,6 +1,6 @@
 """Answer parsing cases the mutation run (``make mutation``, docs/mutation.md) showed untested.
 
-Every expected value is worked out by hand from the documented format (``shared/flare_format.md`` 3.2-3.3, the
+Every expected value is worked out by hand from the documented format (``docs/flare_format.md`` 3.2-3.3, the
 docstrings) or, for :func:`original_parse_answer`, from the original ``inference.py``'s behaviour as its docstring
 quotes it line by line.
 """

@@ -1,6 +1,6 @@
 """FLARE-access cases the mutation run (``make mutation``, docs/mutation.md) showed untested.
 
-Candidate paths follow ``shared/flare_format.md`` 1.3 (the baselines' lenient order), written out by hand; messages
+Candidate paths follow ``docs/flare_format.md`` 1.3 (the baselines' lenient order), written out by hand; messages
 as the functions document them.
 """
 

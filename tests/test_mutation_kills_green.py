@@ -1,4 +1,4 @@
-"""The GREEN rule's components, each worked out by hand from the organisers' formulas (``shared/flare_format.md``
+"""The GREEN rule's components, each worked out by hand from the organisers' formulas (``docs/flare_format.md``
 4.A, "Comprehensive GREEN": Q25 ``utils/metrics.py`` ``GREENScorer``), on hand-made mentions; the mutation run
 (``make mutation``, docs/mutation.md) found them pinned only through whole-report scores.
 

@@ -1,7 +1,7 @@
 """Metrics cases the mutation run (``make mutation``, docs/mutation.md) showed untested.
 
 Expected values are worked out by hand (means, counts, the organisers' formulas as written in
-``shared/flare_format.md`` and the docstrings) or come from an independent implementation named in the test.
+``docs/flare_format.md`` and the docstrings) or come from an independent implementation named in the test.
 """
 
 import json as _json

@@ -1,7 +1,7 @@
 """Prompt cases the mutation run (``make mutation``, docs/mutation.md) showed untested.
 
 Image pre-processing is checked against LLaMA-Factory's own ``_preprocess_image`` (the InternVL plugin inherits it);
-prompt strings against the ``intern_vl`` template's layout written out by hand (``shared/prompt_parity.md``).
+prompt strings against the ``intern_vl`` template's layout written out by hand (``docs/prompt_parity.md``).
 """
 
 import pytest

@@ -4,7 +4,7 @@ For one mini-FLARE record of each task type (and a multi-image record where the 
 bcn20000 and IU_XRay keep ``ImageName`` lists), under each training preset (``paper``, the default: one row per
 image, ``"<image> " + question``, no system turn; ``ours``: every image in one row, a system prompt),
 LLaMA-Factory's own pipeline (``get_train_args`` on the preset's stand-in recipe, ``get_dataset``, the SFT
-collator; ``shared/prompt_parity.md`` section 5) runs in a subprocess per config, because its template registry is
+collator; ``docs/prompt_parity.md`` section 5) runs in a subprocess per config, because its template registry is
 global state (pitfall 8). Inference builds its inputs with :func:`mevlip.inference.inputs.build_inputs` under the
 same preset. The prompt ids must be equal and the pixels ``torch.equal``. Under ``paper`` inference feeds a
 multi-image record's first image only: its input must equal the record's first training row.

@@ -4,7 +4,7 @@ import pytest
 
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, TASKS, get_task, normalize_task_type
 
-# Spellings from shared/flare_format.md 2.1 (data) and the baselines' guesses (Q25 inference.py task_mapping).
+# Spellings from docs/flare_format.md 2.1 (data) and the baselines' guesses (Q25 inference.py task_mapping).
 SPELLINGS = {
     "Classification": "classification",
     "classification": "classification",

@@ -1,7 +1,7 @@
 """Model inputs for inference that equal, id for id and pixel for pixel, what LLaMA-Factory trained on.
 
 ``tests/test_parity.py`` proves it against LLaMA-Factory's own pipeline for every task type, single- and
-multi-image, under each training preset with the stand-in recipes (rules in ``shared/prompt_parity.md``):
+multi-image, under each training preset with the stand-in recipes (rules in ``docs/prompt_parity.md``):
 
 - the text is :func:`mevlip.prompts.build_inference_prompt` of the training row's user value
   (:func:`mevlip.prompts.render_user` under the preset), with the processor's ``<IMG_CONTEXT>`` where the row had

@@ -4,7 +4,7 @@ The base loads natively in transformers (no ``trust_remote_code``), in 4-bit nf4
 the same ``BitsAndBytesConfig`` LLaMA-Factory trained the QLoRA adapters under: the preset's double quantisation,
 compute and storage dtype = the training dtype), or in float32 on CPU. Inputs are built by :mod:`mevlip.prompts`
 under a preset (:mod:`mevlip.presets`), so they are the token ids and pixels LLaMA-Factory trained on
-(``shared/prompt_parity.md``), or, under ``original``, what the original inference.py fed the model.
+(``docs/prompt_parity.md``), or, under ``original``, what the original inference.py fed the model.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Source: medfm-flare/FLARE25-QWen2.5VL ``evaluate_model.py`` (``parse_answer``, the reference parsing in
 ``evaluate_model``, ``_normalize_label`` in ``calculate_metrics``) at commit 2e192d46; FLARE25-MedGemma carries the
-same functions. ``shared/flare_format.md`` section 4.A describes them. Every regex below is theirs, byte for byte;
+same functions. ``docs/flare_format.md`` section 4.A describes them. Every regex below is theirs, byte for byte;
 the only changes are that nothing here can raise (their code lets a few exceptions escape: ``int(float("inf"))``
 in counting, for example) and that functions are split per task. The evaluator's canonical parsers live in
 :mod:`mevlip.answers` and are used by the ``strict`` profile; do not mix the two.

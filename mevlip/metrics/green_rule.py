@@ -3,7 +3,7 @@
 This is NOT Stanford's GREEN (an LLM judge; see :mod:`mevlip.metrics.green_llm`). It is the keyword composite of
 medfm-flare/FLARE25-QWen2.5VL ``utils/metrics.py`` ``GREENScorer.calculate_green_score`` (commit 358ed1f1; the
 MedGemma baseline ships the same file), which produced the "GREEN" column of the Q25 and MedGemma README tables.
-``shared/flare_format.md`` 4.A lists every constant. Reproduced rule for rule, including its quirks:
+``docs/flare_format.md`` 4.A lists every constant. Reproduced rule for rule, including its quirks:
 
 * severity modifiers, hedges and size patterns are looked up by plain substring in a +-50 character window and
   the first one *in table order* wins (not the first one in the text);

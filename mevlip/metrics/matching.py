@@ -1,6 +1,6 @@
 """Box matching shared by both profiles: IoU and the organisers' prediction-order greedy matcher.
 
-Rule (``shared/flare_format.md`` 4.A; Q25 ``evaluate_model.py`` ``calculate_metrics`` detection branch and
+Rule (``docs/flare_format.md`` 4.A; Q25 ``evaluate_model.py`` ``calculate_metrics`` detection branch and
 ``calculate_instance_detection_metrics``): walk the predicted boxes in output order; each takes the not-yet-matched
 reference box with the highest IoU (ties: the first such box; an IoU of 0 never matches); it is a true positive
 when that IoU is strictly greater than the threshold. Unmatched predictions are false positives, unmatched

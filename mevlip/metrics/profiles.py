@@ -1,6 +1,6 @@
 """Per-sample scoring under the two profiles: ``flare25`` (the organisers' rules) and ``strict`` (corrected).
 
-``flare25`` reproduces medfm-flare/FLARE25-QWen2.5VL ``evaluate_model.py`` (``shared/flare_format.md`` 4.A), the
+``flare25`` reproduces medfm-flare/FLARE25-QWen2.5VL ``evaluate_model.py`` (``docs/flare_format.md`` 4.A), the
 evaluator behind the Q25 and MedGemma README tables. ``strict`` keeps its metric definitions (pooled per task type,
 balanced accuracy, per-sample multi-label F1, prediction-order greedy matching at IoU > 0.5, MAE, the rule-based
 report score) but reads answers with the canonical parsers of :mod:`mevlip.answers` and fixes what the organisers'

@@ -4,7 +4,7 @@ After extracting the image zips where needed, for each question file (streamed: 
 previous one's images are checked, so memory holds two files plus small per-row bookkeeping) it:
 
 1. validates the records (:func:`mevlip.flare.load_records`; a record without an answer cannot be trained on);
-2. locates each record's images (leniently, ``shared/flare_format.md`` 1.3) and opens every unique one
+2. locates each record's images (leniently, ``docs/flare_format.md`` 1.3) and opens every unique one
    (:mod:`mevlip.prepare.images`, a process pool); rows that need a missing or unreadable image are left out and
    reported with file, index and reason;
 3. writes one ShareGPT row per model input under the preset (:mod:`mevlip.presets`). ``paper``, the default, writes

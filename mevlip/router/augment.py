@@ -3,7 +3,7 @@
 A router trained on one generator's option styles learns those styles, not what an option question is: the
 demo router sent real dental questions written ``A: No, B: Yes`` (a style mini-FLARE never used) to multi-label
 classification and report generation. :func:`augment_question` re-writes a training question the way real
-FLARE questions vary (``shared/flare_format.md`` 3.2): its option list in another marker / separator / intro
+FLARE questions vary (``docs/flare_format.md`` 3.2): its option list in another marker / separator / intro
 (:mod:`mevlip.question_options`), as plain words without letters (``... : x, y or z?``, the way CMMD asks) or
 left out (``Classify the lesion.``), options shuffled, a ``Question:`` prefix added or removed, the instruction
 after the options kept, dropped or replaced, and the casing changed. A list written without letters (``Select

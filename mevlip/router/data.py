@@ -89,7 +89,7 @@ def collect_questions(root: str | os.PathLike, splits: Iterable[str]) -> dict[st
     """Unique question texts of some splits of a FLARE root, each with its canonical task type.
 
     Records are read from the participants' files (``gt="exclude"``): ``TaskType`` is filled there even when
-    answers are blank (``shared/flare_format.md`` 2). A text seen under two task types keeps the first and is
+    answers are blank (``docs/flare_format.md`` 2). A text seen under two task types keeps the first and is
     logged, since one text can route to one adapter only.
     """
     found: dict[str, str] = {}

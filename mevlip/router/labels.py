@@ -6,7 +6,7 @@ nothing about what a question of that task looks like, so a router trained on a 
 wordings instead of the task: without one dataset's questions (leave-one-dataset-out), the demo router sent
 bone-marrow single-choice questions to multi-label classification and alveolar-bone-resorption questions to report
 generation. :data:`DESCRIPTIONS` says, for each task type, what it asks and what its answer is, in the generic
-terms of the FLARE task definitions (``shared/flare_format.md`` 2.1; the answer formats of :mod:`mevlip.tasks`):
+terms of the FLARE task definitions (``docs/flare_format.md`` 2.1; the answer formats of :mod:`mevlip.tasks`):
 they name no dataset, organ or class of any mini-FLARE or FLARE dataset. The texts are stored with the router
 (``router_config.json`` ``label_texts`` and ``config.json`` ``router_label_texts``), so that a router is scored with
 the texts it was trained on.

@@ -44,7 +44,7 @@ PAPER = {"encoder": PAPER_ENCODER, "label_model": PAPER_LABEL_MODEL, "epochs": 3
          "focal_alpha": 1.0, "focal_gamma": 1.0, "problem_type": "multi_label_classification"}
 BALANCE = ("none", "sqrt", "full", "stem")
 # Where inline options start in a FLARE question ("A: x, B: y", "A. x B. y", "Options: ...", one per line;
-# shared/flare_format.md 3.2): the text before is the question's stem.
+# docs/flare_format.md 3.2): the text before is the question's stem.
 _OPTIONS = re.compile(r"\s(?:options:|choices:|\(?a[.:)]\s)|\n")
 
 
@@ -267,7 +267,7 @@ def sample_order(texts: list[str], targets: list[int], steps: int, batch_size: i
     """Row indices of each step: shuffled epochs (``none``), or weighted draws with replacement.
 
     Balancing matters: de-duplicated FLARE questions are ~85% classification and only a few counting or
-    regression texts (``shared/flare_format.md`` 3.2).
+    regression texts (``docs/flare_format.md`` 3.2).
     """
     need = steps * batch_size
     if balance == "none":

@@ -1,6 +1,6 @@
 """The 19 FLARE-Task5-MLLM-2D datasets as mini-FLARE reproduces them: names, folders, spellings, counts.
 
-Every fact here comes from ``shared/flare_format.md`` (sections 1-3): category folders, the split holding each
+Every fact here comes from ``docs/flare_format.md`` (sections 1-3): category folders, the split holding each
 dataset's validation file, the exact ``TaskType`` casing and ``Modality`` string per dataset, ``Split`` values
 (dental writes ``"validation"``), file-name stems and the row counts of validation-public (5,577),
 validation-hidden (1,959) and testing (4,696). Training counts are not published per dataset; ``full`` scale

@@ -1,7 +1,7 @@
 """Drawing primitives for mini-FLARE images: noisy modality backgrounds and answer-carrying marks.
 
 Answers are drawn as colour, position, size or count (a tiny vision tower reads colour far better than fine
-shape; ``shared/toolchain.md``), so every answer is recoverable from its image.
+shape, as stand-in training runs on CPU showed), so every answer is recoverable from its image.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sample generators: one image (or study) and its questions, per dataset kind.
 
 Each generator returns a :class:`Group`: the images of one case and the Q&A rows asked about it, with the
-dataset's own ``TaskType`` spelling and answer format (``shared/flare_format.md`` 2.1, 3.2). Questions are
+dataset's own ``TaskType`` spelling and answer format (``docs/flare_format.md`` 2.1, 3.2). Questions are
 paraphrased from several templates per dataset with options inline in varying styles; the letter of each class
 is fixed within a dataset (as in the real data), and the class is drawn as a colour, position, size or count.
 """
@@ -50,8 +50,8 @@ _LETTER_TAILS = ("", "", "Answer with the option letter.", "Please answer with t
 def choice_question(rng: np.random.Generator, stems: list[str], labels: list[str]) -> str:
     """An option question: a paraphrased stem, the options inline in a random real-FLARE style, maybe an instruction.
 
-    The options keep their order (the letter of each class is fixed within a dataset's question: the tiny
-    stand-in cannot learn shuffled letters, ``shared/toolchain.md``); only how they are written varies
+    The options keep their order (the letter of each class is fixed within a dataset's question: with the option
+    order shuffled per question the tiny stand-in fell to chance); only how they are written varies
     (:func:`mevlip.question_options.random_style`: ``A: x, B: y``, ``A. x B. y``, ``(A) x``, one per line, with or
     without ``Options:``).
     """
