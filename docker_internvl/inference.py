@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "routing, threshold, router scoring, generation settings, and the base model's, adapters' "
                         "and router's files: each file up to 256 MiB hashed whole, a larger one (a base-model "
                         "shard) by its size and first and last 4 MiB, so an edit inside such a file that keeps its "
-                        "size is not seen: use --overwrite then); otherwise it stops naming what changed")
+                        "size is not seen: use --overwrite then); otherwise it stops naming what changed. Within "
+                        "a resumed journal, a record whose question, image names, TaskType or image bytes changed "
+                        "is answered again (counted as changed_since_journal in the summary)")
     p.add_argument("--images_dir", default=None,
                    help="where image zips are extracted when the input folder cannot be written (a read-only "
                         "mount; default: <output_dir>/.images)")
@@ -254,7 +256,11 @@ def main(argv: list[str] | None = None) -> dict:
                 if the_plan.skipped else ""
             raise UserError(f"no questions to answer under {args.base_dataset_path} (no JSON list of records with "
                             f"ImageName and Question at any depth{looked})")
-        journal = Journal(journal_path(output), run_fingerprint(the_plan, vars(args)), args.overwrite)
+        journal = Journal(journal_path(output), run_fingerprint(the_plan, vars(args)), args.overwrite,
+                          digests={i.index: i.digest for i in the_plan.items})
+        if journal.changed:
+            logger.info("%d answer(s) in %s are answered again: their record (question, images, TaskType) or "
+                        "image bytes changed since", journal.changed, journal.path)
     except (FileNotFoundError, ResumeError, ValueError) as err:
         raise UserError(str(err)) from err
     router = None
@@ -285,13 +291,14 @@ def main(argv: list[str] | None = None) -> dict:
         stats = run(the_plan, generate, routes, journal, loaded, args.batch_size, shard,
                     progress=not args.no_progress, postprocessing=preset.postprocess)
     journal.close()
+    stats["changed"] = journal.changed
     written = write_outputs(the_plan, journal.done, output, shard)
     if ranks.distributed:
         # every rank's shard is on disk before rank 0 merges them; the counters travel with the gather
         all_stats = gather(ranks, {**stats, "adapters_loaded": loaded})
         if ranks.rank == 0:
             written = merge_shards(the_plan, [rank_output(final, r) for r in range(ranks.world_size)], final)
-            stats = {k: sum(s[k] for s in all_stats) for k in ("answered", "resumed")}
+            stats = {k: sum(s[k] for s in all_stats) for k in ("answered", "resumed", "changed")}
             stats["seconds"] = max(s["seconds"] for s in all_stats)
             loaded = sorted({a for s in all_stats for a in s["adapters_loaded"]})
             output = final
@@ -302,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict:
                "adapter_folders": {n: str(f) for n, f in layout.folders.items()} if layout else {},
                "router_dir": args.router_dir, "router_scoring": args.router_scoring if router else None,
                "shard": list(shard), "world_size": ranks.world_size, **written, "answered_now": stats["answered"],
-               "resumed": stats["resumed"], "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
+               "resumed": stats["resumed"], "changed_since_journal": stats["changed"],
+               "generation_seconds": stats["seconds"], "wall_seconds": round(wall, 2),
                "records_per_second": round(stats["answered"] / stats["seconds"], 3) if stats["seconds"] else None,
                "question_files": len(the_plan.files), **without_task_type(the_plan, args.routing),
                "file_errors": the_plan.file_errors, "skipped_inputs": the_plan.skipped}

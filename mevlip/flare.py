@@ -452,9 +452,10 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = No
     """Extract a zip into ``dest`` (default: its own folder), idempotently and only inside that folder.
 
     Every member and the size limits are checked before anything is written. A member already present with the
-    same size is left alone, so a rerun (or a run after an interrupted one) does only the missing work; files are
-    written to a temporary name and renamed, so an interrupted extraction never leaves a truncated image. A member
-    that cannot be read (CRC error, truncated data) is skipped and the others are extracted.
+    same size and CRC-32 is left alone, so a rerun (or a run after an interrupted one) does only the missing work
+    while a new archive with the same member names replaces what changed; files are written to a temporary name and
+    renamed, so an interrupted extraction never leaves a truncated image. A member that cannot be read (CRC error,
+    truncated data) is skipped and the others are extracted.
 
     Returns:
         The number of files written.
@@ -484,8 +485,8 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = No
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            if target.is_file() and target.stat().st_size == info.file_size:
-                continue
+            if target.is_file() and target.stat().st_size == info.file_size and _crc32(target) == info.CRC:
+                continue  # already extracted, byte for byte (a new zip with the same names is extracted anew)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f"{target.name}.{os.getpid()}.part")  # per process: two runs never share one
             try:
@@ -504,6 +505,15 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike | None = No
         raise DamagedArchiveError(f"{archive}: {len(damaged)} damaged member(s) skipped ({written} extracted): "
                                   + "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else ""))
     return written
+
+
+def _crc32(path: Path) -> int:
+    """The CRC-32 of a file's bytes, as a zip stores it for each member."""
+    crc = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def extract_dataset_zips(dataset_dir: str | os.PathLike, limits: ZipLimits | None = None) -> dict[str, int]:

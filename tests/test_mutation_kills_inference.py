@@ -82,7 +82,7 @@ def test_run_answers_groups_batches_and_journals(tmp_path):
     by_index = {e["i"]: e for e in lines[1:]}
     assert by_index[3] == {"i": 3, "key": "img3.png||Q3?", "answer": "", "task": "counting", "score": None,
                            "adapter": None, "raw": None, "error": the_plan.items[3].error}
-    assert by_index[0] == {"i": 0, "key": "img0.png||Q0?", "answer": "B", "task": "classification",
+    assert by_index[0] == {"i": 0, "key": "img0.png||Q0?", "rd": "", "answer": "B", "task": "classification",
                            "task_source": "record", "routed_task": "classification", "score": None,
                            "adapter": "classification", "raw": "The answer is B.", "error": None}
     assert by_index[1]["answer"] == "42" and by_index[4]["answer"] == "C"

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mevlip.answers import canonicalize, original_parse_answer
+from mevlip.cli import one_line
 from mevlip.flare import (
     FlareDataError,
     ZipLimits,
@@ -64,6 +65,7 @@ class Item:
     task: str | None = None  # canonical task of the record's own TaskType
     task_type: str | None = None  # the record's TaskType as written (the original's parser keys on it)
     error: str | None = None
+    digest: str = ""  # what produced its answer: the fields the model and post-processing read, its images' bytes
 
 
 @dataclass
@@ -103,6 +105,7 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
     from mevlip.prompts import select_images
 
     result = Plan()
+    image_digests: dict[str, str] = {}
     found = find_question_files(root, splits, exclude=[*exclude, scratch])
     result.skipped, result.file_errors = found.skipped, dict(found.errors)
     extracted: dict[Path, tuple[list[Path], dict[str, str]]] = {}
@@ -131,9 +134,31 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
             try:
                 names = select_images(image_names(record), multi_image)[0]
                 item.images = [str(_resolve(image_roots, n)) for n in names]
+                item.digest = record_digest(record, [_image_digest(p, image_digests) for p in item.images])
             except (FileNotFoundError, ValueError) as err:  # UnsafePathError (a link out of the folder) is a ValueError
                 item.error = f"{qfile.path} record {record_index}: {err}{hint}"
+            except OSError as err:  # an image that cannot be read (permissions, I/O error)
+                item.error = f"{qfile.path} record {record_index}: cannot read image ({one_line(err)})"
     return result
+
+
+#: The record fields that reach the model (the question, which images) or the post-processing (the task type).
+DIGEST_FIELDS = ("Question", "ImageName", "TaskType")
+
+
+def record_digest(record: dict, image_digests: Sequence[str]) -> str:
+    """A digest of everything in a record that shapes its answer: :data:`DIGEST_FIELDS` as written and the bytes of
+    the images fed to the model (``image_digests``, in order). A resumed answer must match it."""
+    text = json.dumps([[record.get(k) for k in DIGEST_FIELDS], list(image_digests)], ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+def _image_digest(path: str, cache: dict[str, str]) -> str:
+    """SHA-256 of an image file's bytes, read once per run however many records share it."""
+    if path not in cache:
+        with open(path, "rb") as fh:
+            cache[path] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return cache[path]
 
 
 def _extract_images(folder: Path, rel_dir: Path, scratch, limits: ZipLimits | None,
@@ -338,13 +363,18 @@ class Journal:
 
     The first line records the run's fingerprint (:func:`run_fingerprint`); a journal of other inputs or another
     configuration is refused with the parts that changed. Records that ended in an error are not resumed: a
-    rerun tries them again (a restored image, a transient failure). The journal holds its :class:`OutputLock`
-    until :meth:`close`, so two runs never interleave their answers.
+    rerun tries them again (a restored image, a transient failure). With ``digests`` (item index -> its
+    :func:`record_digest`), an answer is resumed only when its record and images are unchanged; the others are
+    answered again and counted in :attr:`changed`. The journal holds its :class:`OutputLock` until :meth:`close`,
+    so two runs never interleave their answers.
     """
 
-    def __init__(self, path: Path, fingerprint: str | dict[str, str], overwrite: bool = False):
+    def __init__(self, path: Path, fingerprint: str | dict[str, str], overwrite: bool = False,
+                 digests: dict[int, str] | None = None):
         self.path = path
         self.done: dict[int, dict] = {}
+        self.changed = 0  # answers in the journal whose record or images changed since: answered again
+        self._digests = digests
         parts = dict(fingerprint) if isinstance(fingerprint, dict) else {"inputs": fingerprint}
         self.lock = OutputLock(path)
         try:
@@ -376,6 +406,9 @@ class Journal:
                 except json.JSONDecodeError:
                     continue
                 if isinstance(entry, dict) and isinstance(entry.get("i"), int) and not entry.get("error"):
+                    if self._digests is not None and entry.get("rd") != self._digests.get(entry["i"]):
+                        self.changed += 1  # the record or its images changed under the same name: answer again
+                        continue
                     self.done[entry["i"]] = entry
         # rewrite (atomically) without a torn tail or failed records, then append (the lock made the folder)
         tmp = path.with_name(path.name + ".tmp")
@@ -494,7 +527,7 @@ def run(
     stats = {"records": len(mine), "resumed": len(mine) - len(todo), "answered": 0, "errors": 0}
     for item in [i for i in todo if i.error is not None]:
         journal.add({"i": item.index, "key": item.key, "answer": "", "task": item.task, "score": None,
-                     "adapter": None, "raw": None, "error": item.error})
+                     "adapter": None, "raw": None, "error": item.error})  # never resumed: no digest needed
         stats["errors"] += 1
     groups: dict[str | None, list[Item]] = {}
     for item in (i for i in todo if i.error is None):
@@ -516,7 +549,7 @@ def run(
                 route = routes[item.index]
                 task, answer = (item.task or route.task, "") if error else postprocess(item, route, raw,
                                                                                         postprocessing)
-                journal.add({"i": item.index, "key": item.key, "answer": answer, "task": task,
+                journal.add({"i": item.index, "key": item.key, "rd": item.digest, "answer": answer, "task": task,
                              "task_source": task_source(item, route), "routed_task": route.task,
                              "score": route.score, "adapter": adapter, "raw": raw, "error": error})
                 stats["errors" if error else "answered"] += 1
