@@ -41,7 +41,17 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    PROBABILITY,
+    UserError,
+    add_common_args,
+    add_option,
+    make_parser,
+    run_cli,
+    setup_logging,
+)
 from mevlip.flare import add_zip_limit_args, zip_limits_from_args
 from mevlip.inference.run import (
     ROUTINGS,
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True, help="where predictions.json and its sidecars go")
     p.add_argument("--output_filename", default="predictions.json",
                    help="name of the predictions file in --output_dir; its sidecars share its stem")
-    p.add_argument("--max_new_tokens", type=int, default=512, help="tokens generated per answer at most")
+    p.add_argument("--max_new_tokens", type=POSITIVE_INT, default=512, help="tokens generated per answer at most")
     p.add_argument("--device", default="auto",
                    help="auto (the first CUDA GPU; without one it stops and says so), cuda, cuda:N or cpu")
     p.add_argument("--base_model", default=os.environ.get("MEVLIP_BASE_MODEL", DEFAULT_BASE_MODEL),
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing", default="router", choices=ROUTINGS,
                    help="router: ME-VLIP's task classifier; record: the record's own TaskType (oracle ablation); "
                         "general: the general adapter only (the paper's 'without TC')")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=PROBABILITY, default=None,
                    help="router confidence below which the general adapter answers (default: the router's, 0.3)")
     p.add_argument("--router_scoring", default="softmax", choices=["softmax", "sigmoid"],
                    help="router confidence: softmax over the seven labels (the original's single-label pipeline) "
@@ -101,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse to run when an adapter the routing can use is missing (default: it falls back to "
                         "the general adapter, or to the base model, as printed at start)")
-    p.add_argument("--batch_size", type=int, default=8, help="questions per generation batch (within one adapter)")
+    p.add_argument("--batch_size", type=POSITIVE_INT, default=8,
+                   help="questions per generation batch (within one adapter)")
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                    help="what the model is fed (docs/fidelity.md): " + "; ".join(
                        f"{name}: {preset.summary}" for name, preset in PRESETS.items())
@@ -123,11 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None,
                    help="override the preset's system prompt; must equal the recipes' default_system "
                         "(default: the preset's)")
-    p.add_argument("--num_shards", type=int, default=1,
+    p.add_argument("--num_shards", type=POSITIVE_INT, default=1,
                    help="split the work over N runs launched by hand: shard i writes <stem>.shard-<i>-of-<N>.json "
                         "(own journal and lock, so shards may share --output_dir); merge with merge_predictions.py. "
                         "Under torchrun the ranks split it themselves")
-    p.add_argument("--shard_index", type=int, default=0, help="which of the --num_shards parts this run answers")
+    p.add_argument("--shard_index", type=NON_NEGATIVE_INT, default=0,
+                   help="which of the --num_shards parts this run answers")
     p.add_argument("--overwrite", action="store_true",
                    help="ignore a previous run's journal and start afresh. Without it a rerun resumes the journal "
                         "only if the inputs and everything that changes an answer are unchanged (base model, preset, "

@@ -25,7 +25,17 @@ try:
 except ImportError:  # pragma: no cover - only without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging  # noqa: E402
+from mevlip.cli import (
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    UserError,
+    add_common_args,
+    make_parser,
+    run_cli,
+    setup_logging,
+)  # noqa: E402
 from mevlip.flare import SPLITS, VALIDATION_SPLITS, FlareDataError  # noqa: E402
 from mevlip.metrics.evaluate import EvalConfig, evaluate  # noqa: E402
 from mevlip.metrics.green_llm import DEFAULT_GREEN_MODEL  # noqa: E402
@@ -52,16 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                              "left out (skip, as the organisers' PaliGemma evaluator)")
     parser.add_argument("--primary", choices=PROFILES, default="flare25",
                         help="profile reported first and charted (both are always computed)")
-    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for 95%% CIs (0: off)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--error_cap", type=float, default=DEFAULT_ERROR_CAP,
+    parser.add_argument("--bootstrap", type=NON_NEGATIVE_INT, default=200,
+                        help="bootstrap replicates for 95%% CIs (0: off)")
+    parser.add_argument("--seed", type=SEED, default=0, help="bootstrap seed")
+    parser.add_argument("--error_cap", type=POSITIVE_FLOAT, default=DEFAULT_ERROR_CAP,
                         help="strict profile: cap on one sample's absolute counting/regression error")
     parser.add_argument("--green_model", nargs="?", const=DEFAULT_GREEN_MODEL, default=None,
                         help=f"also compute real GREEN with this judge (hub id or folder; flag alone: "
                              f"{DEFAULT_GREEN_MODEL}); needs a GPU in practice (default: off)")
-    parser.add_argument("--green_batch_size", type=int, default=8, help="GREEN judge batch size")
-    parser.add_argument("--green_max_length", type=int, default=2048, help="GREEN prompt+generation length")
-    parser.add_argument("--green_max_new_tokens", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--green_batch_size", type=POSITIVE_INT, default=8, help="GREEN judge batch size")
+    parser.add_argument("--green_max_length", type=POSITIVE_INT, default=2048, help="GREEN prompt+generation length")
+    parser.add_argument("--green_max_new_tokens", type=POSITIVE_INT, default=None, help=argparse.SUPPRESS)
     common = add_common_args(parser)
     common.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="DEBUG",
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling of --log_level DEBUG

@@ -9,6 +9,8 @@ Each script (``llama_factory_internvl/scripts/*.py``, ``docker_internvl/*.py``, 
   output folder ``--output_dir``, an output file ``--output_file``, then ``--no_progress`` and ``--log_level``.
   Older spellings stay accepted as hidden aliases (:func:`add_option`), so documented commands keep running;
 - ``--help`` shows every option's default, and the common options under one heading, worded the same everywhere;
+- every numeric option is range-checked as it is parsed (:func:`number` and the types built on it): a value out
+  of range or not finite (``nan``, ``inf``) ends as argparse's own one-line error, before anything runs;
 - a user error (a missing or unreadable input, a bad flag value) ends as one line ``<prog>: error: <message>`` on
   stderr with exit code 2, the form argparse gives its own errors; a traceback means a bug.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -32,6 +35,57 @@ USER_ERROR_EXIT = 2
 _SAYS_DEFAULT = re.compile(r"\bdefault\b", re.IGNORECASE)  # not default_system
 #: Errors about a path the user gave; each carries the path (``filename``) or names it.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+#: The largest seed every generator here accepts (numpy's and torch's seeds are unsigned 32-bit at least).
+SEED_MAX = 2**32 - 1
+
+
+def number(kind: type = int, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, also: tuple = ()) -> Callable[[str], int | float]:
+    """An argparse ``type`` that accepts a finite ``kind`` (``int`` or ``float``) within ``[low, high]``.
+
+    Args:
+        kind: ``int`` or ``float``.
+        low, high: the bounds (``None``: unbounded); ``low_open`` / ``high_open``: that bound itself is refused.
+        also: values accepted outside the bounds (a sentinel such as ``-1`` for "off").
+
+    Returns:
+        The parser; it raises :class:`argparse.ArgumentTypeError`, which argparse prints as
+        ``<prog>: error: argument --flag: <why>`` (exit code 2).
+    """
+    def show(v: float) -> str:
+        return str(v) if kind is int else f"{v:g}"
+
+    bounds = ("(" if low_open or low is None else "[") + ("-inf" if low is None else show(low)) + ", " + (
+        "inf)" if high is None else show(high) + (")" if high_open else "]"))
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got "
+                                             f"{text!r}") from None
+        if value in also:
+            return value
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number in {bounds}, got {text}")
+        if (low is not None and (value < low or (low_open and value == low))) or (
+                high is not None and (value > high or (high_open and value == high))):
+            extra = f" (or {', '.join(str(a) for a in also)})" if also else ""
+            raise argparse.ArgumentTypeError(f"must be in {bounds}{extra}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+#: The common cases.
+POSITIVE_INT = number(int, 1)
+NON_NEGATIVE_INT = number(int, 0)
+SEED = number(int, 0, SEED_MAX)
+PROBABILITY = number(float, 0.0, 1.0)
+POSITIVE_FLOAT = number(float, 0.0, low_open=True)
 
 
 class UserError(SystemExit):

@@ -412,9 +412,11 @@ class ZipLimits:
 
 def add_zip_limit_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--zip_max_bytes`` and ``--zip_max_ratio`` (the one definition both CLIs use)."""
-    parser.add_argument("--zip_max_bytes", type=int, default=DEFAULT_ZIP_MAX_BYTES,
+    from mevlip.cli import POSITIVE_INT, number
+
+    parser.add_argument("--zip_max_bytes", type=POSITIVE_INT, default=DEFAULT_ZIP_MAX_BYTES,
                         help="refuse an image zip that expands to more bytes than this (zip-bomb guard)")
-    parser.add_argument("--zip_max_ratio", type=float, default=DEFAULT_ZIP_MAX_RATIO,
+    parser.add_argument("--zip_max_ratio", type=number(float, 1.0), default=DEFAULT_ZIP_MAX_RATIO,
                         help="refuse an image zip (or member over 1 MiB) that expands more than this many times "
                              "its compressed size (zip-bomb guard; images compress about 1x)")
 

@@ -20,7 +20,17 @@ import json
 import logging
 from pathlib import Path
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    PROBABILITY,
+    UserError,
+    add_common_args,
+    add_option,
+    make_parser,
+    run_cli,
+    setup_logging,
+)
 from mevlip.flare import SPLITS, FlareDataError, discover, load_records
 from mevlip.router.report import confusion_markdown, summarize
 from mevlip.tasks import normalize_task_type
@@ -84,14 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="question files, FLARE roots/split folders, router sets or JSON lists of strings")
     add_option(parser, "--output_file", aliases=("--output",), default="routed.json",
                help="JSON list to write, one entry per question")
-    parser.add_argument("--threshold", type=float, default=None,
+    parser.add_argument("--threshold", type=PROBABILITY, default=None,
                         help="override the router's routing threshold (default: the router's)")
     parser.add_argument("--scoring", default="softmax", choices=SCORINGS,
                         help="softmax over the labels (the original inference.py's single-label pipeline) "
                              "or a sigmoid per label (gliclass multi-label); the threshold applies to this score")
-    parser.add_argument("--batch_size", type=int, default=64, help="questions per forward pass")
+    parser.add_argument("--batch_size", type=POSITIVE_INT, default=64, help="questions per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=NON_NEGATIVE_INT, default=0, help="torch CPU threads (0: torch's default)")
     add_common_args(parser, progress=True)
     return parser
 

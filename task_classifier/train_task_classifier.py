@@ -26,7 +26,18 @@ import os
 import platform
 from pathlib import Path
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import (
+    NON_NEGATIVE_INT,
+    PROBABILITY,
+    SEED,
+    UserError,
+    add_common_args,
+    add_option,
+    make_parser,
+    number,
+    run_cli,
+    setup_logging,
+)
 from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
 from mevlip.router.data import (
     ROUTER_SUBDIR,
@@ -45,6 +56,7 @@ from mevlip.router.train import (
     PAPER,
     PAPER_ENCODER,
     PAPER_LABEL_MODEL,
+    RANGES,
     RouterTrainConfig,
     departures,
     embedded_encoder,
@@ -101,22 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     lodo.add_argument("--leave_one_dataset_out", action="store_true",
                       help="also train one router per dataset without its questions and route them (needs "
                            "--base_dataset_path; its training and validation splits); figures in report.md/json")
-    lodo.add_argument("--lodo_family_share", type=float, default=0.5,
+    lodo.add_argument("--lodo_family_share", type=PROBABILITY, default=0.5,
                       help="for a task that only the held-out dataset has, the share of its question template "
                            "families held out instead (the others stay in training)")
     lodo.add_argument("--lodo_datasets", nargs="+", help="run only these datasets' folds; default: all")
-    lodo.add_argument("--lodo_seeds", nargs="+", type=int,
+    lodo.add_argument("--lodo_seeds", nargs="+", type=SEED,
                       help="train each fold once per router seed; a dataset's figure is then the mean over them, "
                            "with its range (a 5-question fold moves by 20 points with the seed alone); default: "
                            "--seed only")
     out = parser.add_argument_group("output")
     out.add_argument("--output_dir", default=str(DEFAULT_OUTPUT), help="router folder to write")
-    out.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    out.add_argument("--threshold", type=PROBABILITY, default=DEFAULT_THRESHOLD,
                      help="routing threshold stored with the router: a lower top score goes to the general adapter")
     run = parser.add_argument_group("run")
     run.add_argument("--preset", choices=("auto", "embedded", "paper"), default="auto",
                      help="auto: paper when both paper models are in the local HF cache, else embedded")
-    run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    run.add_argument("--threads", type=NON_NEGATIVE_INT, default=0, help="torch CPU threads (0: torch's default)")
     add_common_args(parser, progress=True)
     model = parser.add_argument_group("model and training (a flag given overrides the preset's value)")
     defaults = RouterTrainConfig()
@@ -131,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
             model.add_argument(f"--{f.name}", dest=f.name, action="store_true", default=None, help=text)
             add_option(model, f"--no_{f.name}", aliases=(f"--no-{f.name}",), dest=f.name, action="store_false",
                        default=None, help=f"turn --{f.name} off")
-        else:
-            model.add_argument(f"--{f.name}", type=kind, default=None, help=text)
+        else:  # numbers are range-checked as they are parsed (RANGES)
+            parse = number(kind, **RANGES[f.name]) if f.name in RANGES else kind
+            model.add_argument(f"--{f.name}", type=parse, default=None, help=text)
     return parser
 
 

@@ -12,7 +12,18 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    UserError,
+    add_common_args,
+    add_option,
+    make_parser,
+    number,
+    run_cli,
+    setup_logging,
+)
 from mevlip.flare import FlareDataError, ZipLimits, add_zip_limit_args, zip_limits_from_args
 from mevlip.prepare import ANSWER_MODES, STATS_FILE, PrepareConfig, default_workers, format_summary, prepare
 from mevlip.presets import TRAINING_PRESETS
@@ -38,19 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help=helps["multi_image"] + " (default: the preset's)")
     parser.add_argument("--answers", choices=list(ANSWER_MODES), default=None,
                         help=helps["answers"] + " (default: the preset's)")
-    parser.add_argument("--max_per_dataset", type=int, default=None,
+    parser.add_argument("--max_per_dataset", type=POSITIVE_INT, default=None,
                         help=helps["max_per_dataset"] + " (default: all)")
-    parser.add_argument("--seed", type=int, default=defaults["seed"], help=helps["seed"])
-    parser.add_argument("--workers", type=int, default=default_workers(),
+    parser.add_argument("--seed", type=SEED, default=defaults["seed"], help=helps["seed"])
+    parser.add_argument("--workers", type=POSITIVE_INT, default=default_workers(),
                         help=helps["workers"] + " (default: one per core, at most 8: %(default)s here)")
     parser.add_argument("--image_paths", choices=["relative", "absolute"], default=defaults["image_paths"],
                         help=helps["image_paths"])
     parser.add_argument("--full_decode", action="store_true", help=helps["full_decode"])
     parser.add_argument("--tokenizer", default=None, help=helps["tokenizer"])
-    parser.add_argument("--image_tokens", type=int, default=defaults["image_tokens"], help=helps["image_tokens"])
-    parser.add_argument("--cutoff_len", type=int, default=defaults["cutoff_len"], help=helps["cutoff_len"])
-    parser.add_argument("--router_test_fraction", type=float, default=defaults["router_test_fraction"],
-                        help=helps["router_test_fraction"])
+    parser.add_argument("--image_tokens", type=NON_NEGATIVE_INT, default=defaults["image_tokens"],
+                        help=helps["image_tokens"])
+    parser.add_argument("--cutoff_len", type=POSITIVE_INT, default=defaults["cutoff_len"], help=helps["cutoff_len"])
+    parser.add_argument("--router_test_fraction", type=number(float, 0.0, 1.0, high_open=True),
+                        default=defaults["router_test_fraction"], help=helps["router_test_fraction"])
     add_option(parser, "--no_extract", aliases=("--no-extract",), action="store_true",
                help="do not extract the image zips first (they are already extracted)")
     parser.add_argument("--extract", dest="no_extract", action="store_false", default=argparse.SUPPRESS,

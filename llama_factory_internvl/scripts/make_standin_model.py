@@ -15,7 +15,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import POSITIVE_INT, SEED, UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.training.standin import StandinSpec, build_standin
 
 
@@ -28,10 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(parser, "--base_dataset_path", aliases=("--data",),
                help="FLARE-format root whose texts train the tokenizer (default: a tiny mini-FLARE generated with "
                     "--seed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the generated texts")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the weights and the generated texts")
     helps = {"image_size": "tile side in pixels", "vocab_size": "BPE vocabulary size"}
     for f in dataclasses.fields(StandinSpec):  # every size of the spec, e.g. --text_hidden 128 --text_layers 4
-        parser.add_argument(f"--{f.name}", type=int, default=getattr(defaults, f.name),
+        parser.add_argument(f"--{f.name}", type=POSITIVE_INT, default=getattr(defaults, f.name),
                             help=helps.get(f.name, f"StandinSpec.{f.name}"))
     add_common_args(parser)
     return parser

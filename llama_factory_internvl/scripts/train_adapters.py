@@ -20,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from mevlip.cli import UserError, add_common_args, make_parser, run_cli, setup_logging
+from mevlip.cli import POSITIVE_INT, UserError, add_common_args, make_parser, run_cli, setup_logging
 from mevlip.training.adapters import REPORTERS, AdapterTrainingError, train_adapters
 from mevlip.training.recipes import ADAPTERS
 
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default: the recipe's)")
     parser.add_argument("--dataset_dir", help="override dataset_dir, the folder with dataset_info.json "
                                               "(default: the recipe's)")
-    parser.add_argument("--max_steps", type=int, help="override max_steps, for smoke runs (default: the recipe's)")
+    parser.add_argument("--max_steps", type=POSITIVE_INT,
+                        help="override max_steps, for smoke runs (default: the recipe's)")
     parser.add_argument("--only", help=f"comma-separated subset of: {','.join(ADAPTERS)} (default: all eight)")
     parser.add_argument("--overwrite", action="store_true", help="retrain adapters that already exist")
     parser.add_argument("--set", dest="extra", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
@@ -53,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override the recipes' report_to: tensorboard writes event files under <adapter>/runs/ "
                              "(pip install '.[tensorboard]'), wandb needs wandb and its login (default: the recipe's, "
                              "none)")
-    parser.add_argument("--save_steps", type=int, help="save a checkpoint every N steps (save_strategy=steps), so "
-                                                       "that an interrupted run can resume (default: the recipe's)")
+    parser.add_argument("--save_steps", type=POSITIVE_INT,
+                        help="save a checkpoint every N steps (save_strategy=steps), so that an interrupted run can "
+                             "resume (default: the recipe's)")
     parser.add_argument("--no_resume", action="store_true",
                         help="start an interrupted adapter afresh (its checkpoints are removed) instead of continuing "
                              "from its last checkpoint")

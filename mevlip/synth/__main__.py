@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import SEED, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.synth import MARKER, format_summary, generate
 from mevlip.synth.catalog import DATASETS, SCALES
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(parser, "--output_dir", aliases=("--out",), required=True, help="dataset root to write (FLARE layout)")
     parser.add_argument("--scale", default="tiny", choices=list(SCALES),
                         help="tiny: seconds, for tests; small: the demo; full: the real row counts (~58k Q&A)")
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same bytes)")
+    parser.add_argument("--seed", type=SEED, default=0, help="generator seed (same seed, same bytes)")
     parser.add_argument("--datasets", nargs="*", default=None, choices=[d.name for d in DATASETS], metavar="NAME",
                         help="only these datasets, by FLARE name (default: all 19)")
     add_common_args(parser, progress=True)
