@@ -220,6 +220,37 @@ def format_percentage(value: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- dispatch
+def answer_value_problem(task_type: str, value: object) -> str | None:
+    """Why an ``Answer`` value from the data cannot be a target for its task, or ``None`` when it can.
+
+    Text is always usable (an empty one, or an empty list or object, is the caller's to judge), and so is a finite
+    number. JSON also allows
+    values that no task's answer can be (docs/flare_format.md 3.3): a bool, a non-finite number (``1e309`` loads as
+    ``inf``, ``NaN`` and ``-Infinity`` load too), ``null``, and lists or objects except those that parse as the
+    task's own form (boxes for detection, labels for multi-label classification, instances for instance detection).
+    Writing those as text or letting a metric skip them would train or score something that is not the dataset's
+    answer.
+    """
+    task = normalize_task_type(task_type)
+    if isinstance(value, str):
+        return None
+    if isinstance(value, bool) or value is None:
+        return f"Answer is {json.dumps(value)}, not an answer"
+    if isinstance(value, (int, float)):
+        return None if math.isfinite(value) else f"Answer is not a finite number ({value})"
+    if isinstance(value, (list, dict)) and not value:
+        return None  # empty: the caller's "empty answer"
+    if isinstance(value, list):
+        if task == "detection" and value and parse_boxes(value) is not None:
+            return None
+        if task == "multi_label_classification" and value and all(isinstance(v, str) and v.strip() for v in value):
+            return None
+    if isinstance(value, dict) and task == "instance_detection" and parse_instances(value) is not None:
+        return None
+    kind = {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    return f"Answer is {kind}, which a {task} answer cannot be"
+
+
 def parse_answer(task_type: str, value: object, options: Sequence[str] | None = None) -> object | None:
     """Parse an answer in the format of its task; ``None`` when it does not parse.
 

@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mevlip.answers import answer_value_problem, parse_number
 from mevlip.flare import FlareDataError, discover, load_records, record_key
 from mevlip.tasks import normalize_task_type
 
@@ -40,6 +41,7 @@ class Sample:
     target: object
     prediction: object = None
     status: str = "missing"
+    problem: str | None = None  # why its reference answer cannot be scored (listed in gt_problems, not scored)
 
 
 @dataclass
@@ -84,10 +86,15 @@ def load_ground_truth(root: str | os.PathLike, splits: tuple[str, ...]) -> tuple
     for qfile in files:
         loaded = load_records(qfile)
         problems += [str(p) for p in loaded.problems]
-        for record in loaded.records:
+        for index, record in zip(loaded.indices, loaded.records, strict=True):
             spelling = record["TaskType"]
             task = tasks.get(spelling) or tasks.setdefault(spelling, normalize_task_type(spelling))
-            samples.append(Sample(record_key(record), qfile.dataset, qfile.split, task, record["Answer"]))
+            sample = Sample(record_key(record), qfile.dataset, qfile.split, task, record["Answer"])
+            if problem := _target_problem(task, record["Answer"]):
+                # a ground truth no metric can score (NaN, a bool, a list for a count): listed, not scored
+                sample.problem = f"{qfile.path} record {index}: {problem}; not scored"
+                problems.append(sample.problem)
+            samples.append(sample)
         if not qfile.with_gt and qfile.split in ("validation-hidden", "testing"):
             logger.warning("%s has no _withGT file next to it: its empty answers cannot be scored", qfile.path)
     _check_splits_have_ground_truth(root, splits, files, samples)
@@ -132,6 +139,17 @@ def load_predictions(path: str | os.PathLike) -> list:
     return data
 
 
+def _target_problem(task: str, answer: object) -> str | None:
+    """Why a ground-truth answer cannot be scored, or ``None`` (an empty one is handled as ``empty_gt_keys``)."""
+    if _is_empty(answer):
+        return None
+    if problem := answer_value_problem(task, answer):
+        return problem
+    if task in ("counting", "regression") and parse_number(answer) is None:
+        return f"Answer {str(answer)[:40]!r} holds no finite number to measure an error against"
+    return None
+
+
 def _is_empty(answer: object) -> bool:
     return answer is None or (isinstance(answer, str) and not answer.strip())
 
@@ -168,6 +186,8 @@ def match_predictions(gt: list[Sample], predictions: list, missing: str = "wrong
     for sample in gt:
         if _is_empty(sample.target):
             result.empty_gt_keys.append(sample.key)
+            continue
+        if sample.problem is not None:  # listed in gt_problems by load_ground_truth; its prediction is not unknown
             continue
         answers = by_key.get(sample.key, ())
         occurrence = used[sample.key]

@@ -29,7 +29,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from mevlip.answers import format_boxes, format_count, format_instances, join_labels, parse_boxes, parse_instances
+from mevlip.answers import (
+    answer_value_problem,
+    format_boxes,
+    format_count,
+    format_instances,
+    join_labels,
+    parse_boxes,
+    parse_instances,
+)
 from mevlip.flare import (
     SPLITS,
     FlareDataError,
@@ -248,6 +256,9 @@ def plan_file(qfile: QuestionFile, config: PrepareConfig, checker: ImageChecker,
             tasks[raw] = normalize_task_type(raw)
         task = tasks[raw]
         stats.spellings[(raw, task)] += 1
+        if problem := answer_value_problem(task, record["Answer"]):  # a bool, inf, a list for a classification...
+            stats.skip(rel_file, position, "unusable answer", problem, record_key(record))
+            continue
         answer = answer_text(task, record["Answer"], config.answers, label_sep)
         if answer is None:
             stats.skip(rel_file, position, "empty answer", "Answer is empty", record_key(record))
