@@ -222,3 +222,26 @@ def test_chromosome_spreads_whole_at_full_scale_partial_below(tmp_path):
     (qfile,) = [q for q in discover(tmp_path / "mf", ["training"])]
     answers = [parse_instances(r["Answer"]) for r in json.loads(qfile.path.read_text())]
     assert all(3 <= sum(map(len, a.values())) <= 8 for a in answers)
+
+
+def test_generate_refuses_a_folder_of_data_it_did_not_write(tmp_path, capsys):
+    from mevlip.synth import MARKER, SynthTargetError
+    from mevlip.synth.__main__ import main
+
+    real = tmp_path / "original_dataset" / "validation-public" / "Xray" / "dental"
+    real.mkdir(parents=True)
+    (real / "dental_questions_val.json").write_text('[{"Question": "real"}]')
+    with pytest.raises(SynthTargetError, match=f"holds files that mini-FLARE did not write \\(no {MARKER}\\)"):
+        generate(tmp_path / "original_dataset", "tiny", seed=0, datasets=["dental"])
+    assert (real / "dental_questions_val.json").read_text() == '[{"Question": "real"}]'  # untouched
+    assert not (tmp_path / "original_dataset" / MARKER).exists()
+    with pytest.raises(SystemExit) as err:  # the command line: one line, exit 2
+        from mevlip.cli import run_cli
+
+        run_cli(main, ["--output_dir", str(tmp_path / "original_dataset"), "--datasets", "dental", "--no_progress"])
+    assert err.value.code == 2 and "refusing to write over them" in capsys.readouterr().err
+    # its own folder, even one a stopped run left half written (the marker is written first), is written again
+    ours = tmp_path / "ours"
+    generate(ours, "tiny", seed=0, datasets=["dental"])
+    (ours / MARKER).write_text('{"synthetic": true, "complete": false}')
+    assert generate(ours, "tiny", seed=0, datasets=["dental"])["records"] > 0

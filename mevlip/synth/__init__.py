@@ -37,6 +37,10 @@ _PARTS = {  # part -> (split folder or None for the dataset's validation split, 
 _ZIP_TIME = (2025, 1, 1, 0, 0, 0)
 
 
+class SynthTargetError(ValueError):
+    """The output folder holds data mini-FLARE did not write; nothing was written."""
+
+
 def is_mini_flare(root: str | Path) -> bool:
     """True when ``root`` was written by this generator (it holds the marker file)."""
     return (Path(root) / MARKER).is_file()
@@ -100,16 +104,26 @@ def generate(out: str | Path, scale: str = "tiny", seed: int = 0, datasets: list
     """Write a mini-FLARE dataset and its summary; returns the summary.
 
     Args:
-        out: the dataset root to create (may exist; generated files are overwritten).
+        out: the dataset root to create: new, empty, or written by this generator before (its files are
+            overwritten).
         scale: ``tiny`` (seconds, for tests), ``small`` (the demo) or ``full`` (the real per-dataset row counts).
         seed: the generator seed.
         datasets: restrict to these dataset names (default: all 19).
         progress: show a tqdm bar over files.
+
+    Raises:
+        SynthTargetError: ``out`` holds files but no :data:`MARKER` (someone else's data): nothing is written.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not is_mini_flare(out):
+        raise SynthTargetError(f"{out} holds files that mini-FLARE did not write (no {MARKER}); refusing to write "
+                               "over them (real FLARE data?): choose a new or empty --output_dir")
     out.mkdir(parents=True, exist_ok=True)
+    # the marker goes first, so that a run stopped half way leaves a folder a rerun may overwrite
+    (out / MARKER).write_text(json.dumps({"synthetic": True, "generator": "mevlip.synth", "complete": False}) + "\n",
+                              encoding="utf-8")
     specs = [d for d in DATASETS if datasets is None or d.name in datasets]
     jobs = [(spec, part) for spec in specs for part in _PARTS if rows_for(spec, part, scale) > 0]
     if progress:
