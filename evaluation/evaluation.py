@@ -25,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - only without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mevlip.cli import (
+from mevlip.cli import (  # noqa: E402
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
@@ -33,9 +33,10 @@ from mevlip.cli import (
     UserError,
     add_common_args,
     make_parser,
+    one_line,
     run_cli,
     setup_logging,
-)  # noqa: E402
+)
 from mevlip.flare import SPLITS, VALIDATION_SPLITS, FlareDataError  # noqa: E402
 from mevlip.metrics.evaluate import EvalConfig, evaluate  # noqa: E402
 from mevlip.metrics.green_llm import DEFAULT_GREEN_MODEL  # noqa: E402
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = write_outputs(results, rows, args.output_dir, args.output_filename)
     except OSError as err:  # a read-only or full output folder
-        raise UserError(f"cannot write the outputs into {args.output_dir}: {err}") from None
+        raise UserError(f"cannot write the outputs into {args.output_dir} (the previous ones, if any, are kept): "
+                        f"{one_line(err)}") from None
     for task, row in results["primary_metrics"].items():  # with how many answers each figure rests on
         logger.info("%-28s %-20s n=%-5d missing=%-5d %s", task, row["metric"], row["n"], row["n_missing"],
                     "  ".join(f"{p}={row[p]} (scored {row[p + '_n_scored']}, unparsable {row[p + '_n_unparsable']})"

@@ -18,6 +18,8 @@ Each script (``llama_factory_internvl/scripts/*.py``, ``docker_internvl/*.py``, 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import logging
 import math
 import os
@@ -35,6 +37,8 @@ USER_ERROR_EXIT = 2
 _SAYS_DEFAULT = re.compile(r"\bdefault\b", re.IGNORECASE)  # not default_system
 #: Errors about a path the user gave; each carries the path (``filename``) or names it.
 PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+#: Write failures that are the machine's state, not a bug: no space, over quota, a read-only file system.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.ENAMETOOLONG)
 
 
 #: The largest seed every generator here accepts (numpy's and torch's seeds are unsigned 32-bit at least).
@@ -172,6 +176,18 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
 
 
+@contextlib.contextmanager
+def writing(path: str | os.PathLike):
+    """Name ``path`` in an ``OSError`` raised inside the block: a failed ``write`` (a full disk) carries no file
+    name, and a user must be told which file could not be written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
+
+
 def one_line(err: BaseException | str) -> str:
     """The message of ``err`` on one line (an ``OSError`` as ``<file>: <reason>``)."""
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
@@ -185,9 +201,12 @@ def is_user_error(err: BaseException) -> bool:
     """True for what :func:`run_cli` reports as a user error: :class:`UserError`, a path that is missing, of the
     wrong kind or not allowed (:data:`PATH_ERRORS`), and the ``ValueError`` subclasses :mod:`mevlip` raises for bad
     input (``FlareDataError``, ``PredictionFileError``, ``RouterError``, ...: each names the file or record at
-    fault). A plain ``ValueError`` is a bug until a script says otherwise by catching it where it calls the library.
+    fault), and a write that fails for lack of space or permission (:data:`DISK_ERRNOS`). A plain ``ValueError`` is
+    a bug until a script says otherwise by catching it where it calls the library.
     """
     if isinstance(err, (UserError, *PATH_ERRORS)):
+        return True
+    if isinstance(err, OSError) and err.errno in DISK_ERRNOS:  # a full disk, a read-only folder: one line
         return True
     return isinstance(err, ValueError) and type(err).__module__.split(".")[0] == "mevlip"
 

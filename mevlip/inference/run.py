@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mevlip.answers import canonicalize, original_parse_answer
-from mevlip.cli import one_line
+from mevlip.cli import one_line, writing
 from mevlip.flare import (
     FlareDataError,
     ZipLimits,
@@ -412,18 +412,22 @@ class Journal:
                     self.done[entry["i"]] = entry
         # rewrite (atomically) without a torn tail or failed records, then append (the lock made the folder)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(header) + "\n")  # ASCII-escaped: a lone surrogate in a record cannot fail a write
-            for entry in self.done.values():
-                fh.write(json.dumps(entry) + "\n")
-        os.replace(tmp, path)
+        try:
+            with writing(tmp), open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(header) + "\n")  # ASCII-escaped: a lone surrogate cannot fail a write
+                for entry in self.done.values():
+                    fh.write(json.dumps(entry) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         self.fh = open(path, "a", encoding="utf-8")
 
     def add(self, entry: dict) -> None:
         """Record one finished item (flushed at once)."""
         self.done[entry["i"]] = entry
-        self.fh.write(json.dumps(entry) + "\n")
-        self.fh.flush()
+        with writing(self.path):  # a full disk: the answers flushed so far stay for the rerun
+            self.fh.write(json.dumps(entry) + "\n")
+            self.fh.flush()
 
     def close(self) -> None:
         """Close the file and release the output folder."""
@@ -616,10 +620,14 @@ def _atomic_write(path: Path, render: Callable[[bool], str]) -> None:
     ASCII-escaped form instead (the same JSON once parsed)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(render(False), encoding="utf-8")
-    except UnicodeEncodeError:
-        tmp.write_text(render(True), encoding="utf-8")
-    os.replace(tmp, path)
+        with writing(tmp):
+            try:
+                tmp.write_text(render(False), encoding="utf-8")
+            except UnicodeEncodeError:
+                tmp.write_text(render(True), encoding="utf-8")
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves the previous file, not half a new one
 
 
 # ----------------------------------------------------------------------------------------------- torchrun

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from mevlip.cli import writing
 from mevlip.metrics.profiles import STRICT_DIFFERENCES
 from mevlip.tasks import TASKS
 
@@ -155,25 +157,50 @@ def bar_chart(results: dict, path: str | Path) -> None:
         ax.set_ylim(0, 1.1 if row["higher_is_better"] and top <= 1 else top * 1.15)
     fig.suptitle(f"primary metrics (primary profile: {results['primary_profile']})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
 def write_outputs(results: dict, rows: list[dict], output_dir: str | Path, output_filename: str) -> dict[str, Path]:
-    """Write ``<name>.json``, ``<name>.md``, ``<name>_samples.jsonl`` and ``<name>.png``; returns their paths."""
+    """Write ``<name>.json``, ``<name>.md``, ``<name>_samples.jsonl`` and ``<name>.png``; returns their paths.
+
+    All four or none: each is written to a temporary file first and the four are renamed into place only when all
+    are complete, so a failure (a full disk, an answer that is not valid Unicode) leaves the previous set whole.
+    """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(output_filename).stem
     paths = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md", "samples": out / f"{stem}_samples.jsonl",
              "chart": out / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown(results), encoding="utf-8")
-    with open(paths["samples"], "w", encoding="utf-8") as fh:
-        for row in rows:
-            try:  # most rows hold no NaN/inf: skip the recursive copy for them
-                line = json.dumps(row, allow_nan=False, ensure_ascii=False)
-            except (ValueError, TypeError):
-                line = json.dumps(jsonable(row), allow_nan=False, ensure_ascii=False)
-            fh.write(line + "\n")
-    bar_chart(results, paths["chart"])
+    temps = {k: p.with_name(f".{p.name}.{os.getpid()}.tmp") for k, p in paths.items()}
+    try:  # a full disk or a read-only folder ends in one line naming the file (mevlip.cli.writing)
+        with writing(temps["json"]):
+            temps["json"].write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n",
+                                     encoding="utf-8")
+        with writing(temps["markdown"]):
+            temps["markdown"].write_text(markdown(results), encoding="utf-8")
+        with writing(temps["samples"]), open(temps["samples"], "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(_sample_line(row) + "\n")
+        with writing(temps["chart"]):
+            bar_chart(results, temps["chart"])
+        for key, path in paths.items():
+            os.replace(temps[key], path)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
     return paths
+
+
+def _sample_line(row: dict) -> str:
+    """One JSON line; a row holding a lone surrogate (an answer that is not valid Unicode) is written ASCII-escaped,
+    which parses back to the same values."""
+    try:  # most rows hold no NaN/inf: skip the recursive copy for them
+        line = json.dumps(row, allow_nan=False, ensure_ascii=False)
+    except (ValueError, TypeError):
+        line = json.dumps(jsonable(row), allow_nan=False, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(jsonable(row), allow_nan=False, ensure_ascii=True)
+    return line
