@@ -38,6 +38,7 @@ from mevlip.cli import (  # noqa: E402
     setup_logging,
 )
 from mevlip.flare import SPLITS, VALIDATION_SPLITS, FlareDataError  # noqa: E402
+from mevlip.locks import OutputLock  # noqa: E402
 from mevlip.metrics.evaluate import EvalConfig, evaluate  # noqa: E402
 from mevlip.metrics.green_llm import DEFAULT_GREEN_MODEL  # noqa: E402
 from mevlip.metrics.profiles import DEFAULT_ERROR_CAP, PROFILES  # noqa: E402
@@ -93,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                             green_max_length=args.green_max_length, green_max_new_tokens=args.green_max_new_tokens)
     except ValueError as err:  # a bad flag value
         raise UserError(str(err)) from None
+    lock = OutputLock(Path(args.output_dir) / args.output_filename, "evaluation run")  # one writer at a time
+    try:
+        return _evaluate(args, config)
+    finally:
+        lock.release()
+
+
+def _evaluate(args: argparse.Namespace, config: EvalConfig) -> int:
+    """:func:`main` once its outputs are locked."""
     try:
         results, rows = evaluate(config, provenance())
     except (PredictionFileError, FlareDataError, FileNotFoundError) as err:

@@ -38,6 +38,7 @@ from mevlip.cli import (
     run_cli,
     setup_logging,
 )
+from mevlip.locks import OutputLock
 from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
 from mevlip.router.data import (
     ROUTER_SUBDIR,
@@ -242,6 +243,15 @@ def main(argv: list[str] | None = None) -> dict:
         cfg, preset = make_config(args)
     except ValueError as err:  # RouterTrainConfig's checks of the flag values
         raise UserError(str(err)) from None
+    lock = OutputLock(args.output_dir, "router training run")  # one writer of the router folder at a time
+    try:
+        return _train(args, cfg, preset)
+    finally:
+        lock.release()
+
+
+def _train(args: argparse.Namespace, cfg: RouterTrainConfig, preset: str) -> dict:
+    """:func:`main` once the router folder is locked."""
     train, test, data_info = load_sets(args)
     if args.final and test:
         seen = {r["text"] for r in train}

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from mevlip.cli import POSITIVE_INT, SEED, UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.locks import OutputLock
 from mevlip.training.standin import StandinSpec, build_standin
 
 
@@ -45,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.base_dataset_path is not None and not Path(args.base_dataset_path).is_dir():
         raise UserError(f"--base_dataset_path {args.base_dataset_path}: no such folder")
     spec = StandinSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(StandinSpec)})
+    lock = OutputLock(args.output_dir, "stand-in build")  # one writer of the model folder at a time
     try:
         out = build_standin(args.output_dir, data=args.base_dataset_path, seed=args.seed, spec=spec)
     except ValueError as err:  # no question files under --base_dataset_path
         raise UserError(str(err)) from None
+    finally:
+        lock.release()
     print(out)
     return 0
 

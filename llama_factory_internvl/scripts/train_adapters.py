@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 from mevlip.cli import POSITIVE_INT, UserError, add_common_args, make_parser, run_cli, setup_logging
+from mevlip.locks import OutputLock
 from mevlip.training.adapters import REPORTERS, AdapterTrainingError, train_adapters
 from mevlip.training.recipes import ADAPTERS
 
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
+    lock = OutputLock(args.adapters_dir, "adapter training run")  # one writer of the adapters folder at a time
     try:
         runs = train_adapters(args.recipe_dir, args.adapters_dir, model=args.model, dataset_dir=args.dataset_dir,
                               max_steps=args.max_steps, only=only, overwrite=args.overwrite,
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ValueError, FileNotFoundError) as err:  # no recipe folder, a bad --only/--set, no model folder
         raise UserError(str(err)) from None
+    finally:
+        lock.release()
     for run in runs:
         resumed = f"  (resumed from {Path(run.resumed_from).name})" if run.resumed_from else ""
         print(f"{run.adapter:28s} {run.status:8s} {run.seconds:8.1f} s  {run.output_dir}{resumed}")

@@ -26,8 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,6 +44,7 @@ from mevlip.flare import (
     task_of,
     validate_question,
 )
+from mevlip.locks import OutputLock as _Lock
 from mevlip.tasks import GENERAL_ADAPTER, TASKS
 
 logger = logging.getLogger(__name__)
@@ -287,41 +286,16 @@ def _changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return out
 
 
-class OutputLock:
-    """An exclusive lock on one output (``.<name>.lock`` beside ``target``), held by one run; the kernel drops it
-    when the holder exits, ``kill -9`` included, so a lock is never stale.
+class OutputLock(_Lock):
+    """An exclusive lock on one inference output (``.<name>.lock`` beside ``target``): :class:`mevlip.locks.OutputLock`
+    raising :class:`ResumeError`.
 
     The lock is per output file, not per folder: two shards writing their own shard files into one folder run side
     by side, while a second run of the same output (the same shard, or the same unsharded run) is refused.
-
-    Raises:
-        ResumeError: another live run holds it (the message names its pid, host, start time and command).
     """
 
     def __init__(self, target: Path):
-        import fcntl
-
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = target.with_name(f".{target.name}.lock")
-        self._fh = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "unknown"
-            self._fh.close()
-            raise ResumeError(f"{target} is in use by another inference run ({holder}); wait for it to finish or "
-                              "write into another --output_dir") from err
-        self._fh.seek(0)
-        self._fh.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._fh.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}: {' '.join(sys.argv)}\n")
-        self._fh.flush()
-
-    def release(self) -> None:
-        """Drop the lock (closing the file releases it)."""
-        if not self._fh.closed:
-            self._fh.close()
+        super().__init__(target, "inference run", ResumeError)
 
 
 def journal_path(output: Path) -> Path:

@@ -48,6 +48,7 @@ from mevlip.flare import (
     load_records,
     record_key,
 )
+from mevlip.locks import OutputLock
 from mevlip.prepare.images import FolderIndex, ImageChecker, extract_images, fallback_folder, why_missing
 from mevlip.prepare.io import (
     DATASET_INFO,
@@ -347,6 +348,7 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
     Raises:
         FileNotFoundError: no question files for ``config.splits``.
         ValueError: the existing ``dataset_info.json`` is not a JSON object (checked before any work).
+        OutputInUseError: another data preparation run is writing ``config.output_dir`` (its pid named).
     """
     root, out = Path(config.dataset_root), Path(config.output_dir)
     files = {"train": discover(root, config.splits, gt="prefer"),
@@ -356,6 +358,17 @@ def prepare(config: PrepareConfig, checker: ImageChecker | None = None, limits: 
                                 "FLARE there (original_dataset/README.md) or write mini-FLARE: "
                                 f"python -m mevlip.synth --out {root} --scale small")
     out.mkdir(parents=True, exist_ok=True)
+    # one run at a time: a second one is refused before its staging could drop the first one's files
+    lock = OutputLock(out, "data preparation run")  # .<folder>.lock beside the output folder
+    try:
+        return _prepare(config, checker, limits, files, root, out)
+    finally:
+        lock.release()
+
+
+def _prepare(config: PrepareConfig, checker: ImageChecker | None, limits: ZipLimits | None, files: dict,
+             root: Path, out: Path) -> dict:
+    """:func:`prepare` once the output folder is locked."""
     existing_info = read_dataset_info(out)  # a broken file stops the run here, before anything is written
     staging = Staging(out, _STAGING)
     counter = TokenCounter(config.tokenizer, config.image_tokens, training_preset(config.preset).system)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mevlip.locks import OutputLock
 from mevlip.synth.catalog import DATASETS, SCALES, WHOLE_KARYOTYPE, DatasetSpec, rows_for
 from mevlip.synth.samples import generator_for
 from mevlip.tasks import normalize_task_type
@@ -83,7 +84,7 @@ def generate_file(spec: DatasetSpec, part: str, n_rows: int, out: Path, seed: in
     while len(records) < n_rows:
         group = make(rng)
         names = [f"{image_dir}/{spec.stem}_{case:05d}{suffix}.{spec.ext}" for suffix, _ in group.images]
-        members += [(name, _encode(image, spec.ext)) for name, (_, image) in zip(names, group.images)]
+        members += [(name, _encode(image, spec.ext)) for name, (_, image) in zip(names, group.images, strict=False)]
         for row in group.rows[: n_rows - len(records)]:
             image_name = [names[i] for i in row.images] if isinstance(row.images, list) else names[row.images]
             records.append({"TaskType": row.task_type, "Modality": spec.modality, "ImageName": image_name,
@@ -117,6 +118,15 @@ def generate(out: str | Path, scale: str = "tiny", seed: int = 0, datasets: list
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {', '.join(SCALES)}")
     out = Path(out)
+    lock = OutputLock(out, "mini-FLARE generation")  # one writer of the folder at a time
+    try:
+        return _generate(out, scale, seed, datasets, progress)
+    finally:
+        lock.release()
+
+
+def _generate(out: Path, scale: str, seed: int, datasets: list[str] | None, progress: bool) -> dict:
+    """:func:`generate` once the folder is locked."""
     if out.is_dir() and any(out.iterdir()) and not is_mini_flare(out):
         raise SynthTargetError(f"{out} holds files that mini-FLARE did not write (no {MARKER}); refusing to write "
                                "over them (real FLARE data?): choose a new or empty --output_dir")
@@ -159,7 +169,8 @@ def format_summary(summary: dict) -> str:
     lines += [f"| {k} | {v} |" for k, v in summary["per_split"].items()]
     lines += ["", "| task type | records |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["per_task"].items()]
-    lines += ["", "| dataset | " + " | ".join(summary["per_split"]) + " |", "|---|" + "---|" * len(summary["per_split"])]
+    lines += ["", "| dataset | " + " | ".join(summary["per_split"]) + " |",
+              "|---|" + "---|" * len(summary["per_split"])]
     for name, counts in summary["per_dataset"].items():
         lines.append(f"| {name} | " + " | ".join(str(counts.get(s, 0)) for s in summary["per_split"]) + " |")
     return "\n".join(lines)

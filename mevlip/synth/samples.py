@@ -349,7 +349,7 @@ def chromosome(rng: np.random.Generator, whole: bool = True) -> Group:
         cols, cell_w, cell_h, widths, heights = 4, 32, 42, (8, 15), (16, 33)
     slots = rng.permutation(cols * (128 // cell_h))[: len(ids)]
     instances: dict[str, list[list[int]]] = {}
-    for cid, slot in zip(ids, slots):
+    for cid, slot in zip(ids, slots, strict=False):
         col, row = int(slot) % cols, int(slot) // cols
         w, h = int(rng.integers(*widths)), int(rng.integers(*heights))
         x1 = col * cell_w + int(rng.integers(1, cell_w - w))
@@ -413,7 +413,8 @@ IU_ASPECTS = {  # aspect -> (question stems, sentence per drawn state)
                "What is the size of the heart?"],
               ["The heart is normal in size.", "The heart is enlarged, consistent with cardiomegaly."]),
     "lungs": (["Describe the lungs.", "What are the findings in the lungs?", "Are the lungs clear?"],
-              ["The lungs are clear without focal consolidation.", "There is a focal opacity in the right lower lobe."]),
+              ["The lungs are clear without focal consolidation.",
+               "There is a focal opacity in the right lower lobe."]),
     "pleura": (["Is there any pleural abnormality?", "Describe the pleural spaces."],
                ["No pleural effusion or pneumothorax.", "There is a small left pleural effusion."]),
     "bones": (["Describe the bony structures.", "What are the findings in the bones?",
