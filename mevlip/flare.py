@@ -168,6 +168,23 @@ def _image_name_problem(record: dict) -> str | None:
     for name in image_names(record):
         if reason := unsafe_name_reason(name):
             return f"ImageName {name!r} {reason}"
+        if reason := _name_length_problem(name):
+            return reason
+    return None
+
+
+#: A file name's limit in bytes (one path part) and a whole path's, as Linux file systems set them (NAME_MAX,
+#: PATH_MAX): a longer ImageName names no file, and asking the system for it fails for the whole run.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def _name_length_problem(name: str) -> str | None:
+    size = len(name.encode("utf-8", "surrogatepass"))
+    longest = max((len(part.encode("utf-8", "surrogatepass")) for part in name.replace("\\", "/").split("/")),
+                  default=0)
+    if size > PATH_MAX or longest > NAME_MAX:
+        return (f"ImageName {name[:40]!r}... is {size:,} bytes, longer than a file name can be (a part at most "
+                f"{NAME_MAX} bytes, the path {PATH_MAX})")
     return None
 
 
@@ -264,6 +281,8 @@ def load_records(qfile: QuestionFile | str | os.PathLike, strict: bool = False,
         path = Path(qfile)
         parsed = parse_question_filename(path.name) or (path.stem, "val", False)
         qfile = QuestionFile(path, path.parent.parent.parent.name, path.parent.parent.name, *parsed)
+    if qfile.path.exists() and not qfile.path.is_file() and not qfile.path.is_dir():  # a FIFO would block
+        raise FlareDataError(f"{qfile.path}: not a regular file; skipped")
     try:
         with open(qfile.path, encoding="utf-8") as fh:
             data = json.load(fh)

@@ -418,10 +418,17 @@ def test_token_counts_with_a_real_tokenizer(flare, tmp_path):
     n = len(tok(" How many cells?", add_special_tokens=False)["input_ids"]) + len(tok("17", add_special_tokens=False)[
         "input_ids"])
     assert text == n and total == counter.overhead + n + 2 * 12
-    stats = run(flare, tmp_path / "data", "--tokenizer", path, "--image_tokens", "10", "--cutoff_len", "30")
+    stats = run(flare, tmp_path / "data", "--tokenizer", path, "--image_tokens", "10")
     tokens = stats["parts"]["train"]["tokens"]
     assert tokens["method"].startswith("tokenizer")
-    assert 0 < tokens["total"]["over_cutoff"] <= tokens["total"]["n"]
+    cutoff = tokens["total"]["p50"]
+    assert cutoff < tokens["total"]["max"]
+    # rows over the cutoff are not written (LLaMA-Factory would cut them): each is listed, those left fit
+    stats = run(flare, tmp_path / "data", "--tokenizer", path, "--image_tokens", "10", "--cutoff_len", str(cutoff))
+    tokens = stats["parts"]["train"]["tokens"]
+    over = [s for s in stats["parts"]["train"]["skipped"] if s["kind"] == "over cutoff_len"]
+    assert over and all(s["reason"].endswith(f"over --cutoff_len {cutoff}") for s in over)
+    assert tokens["total"]["over_cutoff"] == 0 and 0 < tokens["total"]["max"] <= cutoff
 
 
 def test_estimate_and_percentiles():

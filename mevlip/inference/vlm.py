@@ -97,6 +97,8 @@ class VLM:
         self.adapters = self._load_adapters(model, config.adapters_dir)
         self.model = self.peft_model if self.adapters else model
         self.model.eval()
+        #: the language model's context in tokens: a longer prompt would exhaust memory, not give an answer
+        self.context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
         self.device = device
         self.active: str | None = None
 
@@ -140,8 +142,19 @@ class VLM:
 
     @torch.inference_mode()
     def generate(self, items: list[tuple[str, list[str]]], max_new_tokens: int = 512) -> list[str]:
-        """Greedy answers (special tokens removed) for a batch of ``(question, image paths)``."""
-        inputs = self.build_inputs(items).to(self.device)
+        """Greedy answers (special tokens removed) for a batch of ``(question, image paths)``.
+
+        Raises:
+            ValueError: a prompt (question and image tokens) plus ``max_new_tokens`` is longer than the model's
+                context; checked before the model runs, so one huge question fails alone (inference retries a
+                failed batch one record at a time) instead of exhausting memory.
+        """
+        inputs = self.build_inputs(items)
+        length = int(inputs["input_ids"].shape[1])
+        if self.context and length + max_new_tokens > self.context:
+            raise ValueError(f"the prompt is {length:,} tokens (question and image tokens) + {max_new_tokens} new, "
+                             f"over the model's context of {self.context:,} tokens; not answered")
+        inputs = inputs.to(self.device)
         if "pixel_values" in inputs and self.device.type == "cuda":
             inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
         ctx = self.peft_model.disable_adapter() if (self.adapters and self.active is None) else contextlib.nullcontext()

@@ -318,16 +318,17 @@ def finish_file(plan: FilePlan, config: PrepareConfig, stats: PartStats) -> tupl
 
 
 def iter_file_rows(files: list[QuestionFile], config: PrepareConfig, checker: ImageChecker,
-                   stats: PartStats) -> Iterator[tuple[list[dict], list[tuple[str, str]]]]:
-    """:func:`finish_file` per file, in order, reading file i+1 while the pool checks file i's images."""
+                   stats: PartStats) -> Iterator[tuple[list[dict], list[tuple[str, str]], str]]:
+    """:func:`finish_file` per file, in order, reading file i+1 while the pool checks file i's images; each with
+    the file's path relative to the dataset root."""
     pending: FilePlan | None = None
     for qfile in files:
         plan = plan_file(qfile, config, checker, stats)
         if pending is not None:
-            yield finish_file(pending, config, stats)
+            yield (*finish_file(pending, config, stats), pending.rel_file)
         pending = plan
     if pending is not None:
-        yield finish_file(pending, config, stats)
+        yield (*finish_file(pending, config, stats), pending.rel_file)
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -398,10 +399,18 @@ def _prepare(config: PrepareConfig, checker: ImageChecker | None, limits: ZipLim
                 from tqdm import tqdm
 
                 part_files = tqdm(part_files, desc=f"prepare {part}", unit="file")
-            for rows, file_questions in iter_file_rows(part_files, config, checker, stats):
+            over_cutoff: set[tuple[str, int]] = set()
+            for rows, file_questions, rel_file in iter_file_rows(part_files, config, checker, stats):
                 lengths = counter.rows([r["conversations"][0]["value"] for r in rows],
                                        [r["conversations"][1]["value"] for r in rows])
                 for row, (text_len, total_len) in zip(rows, lengths, strict=True):
+                    if total_len > config.cutoff_len:  # LLaMA-Factory would cut it, image tokens and answer too
+                        if (rel_file, row["index"]) not in over_cutoff:  # a record once, whatever its rows
+                            over_cutoff.add((rel_file, row["index"]))
+                            stats.records_used -= 1
+                            stats.skip(rel_file, row["index"], "over cutoff_len", f"{total_len:,} tokens "
+                                       f"({counter.method}) over --cutoff_len {config.cutoff_len}", row["key"])
+                        continue
                     task = row["task"]
                     if task not in writers:
                         writers[task] = staging.writer(f"flare/{part}/{task}.json")
