@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     _stop_on_sigterm()
-    from mevlip.inference.device import DeviceError, resolve_device
+    from mevlip.device import DeviceError, resolve_device
 
     try:
         args.device = resolve_device(args.device)

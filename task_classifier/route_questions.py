@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="softmax over the labels (the original inference.py's single-label pipeline) "
                              "or a sigmoid per label (gliclass multi-label); the threshold applies to this score")
     parser.add_argument("--batch_size", type=POSITIVE_INT, default=64, help="questions per forward pass")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the first GPU)")
     parser.add_argument("--threads", type=NON_NEGATIVE_INT, default=0, help="torch CPU threads (0: torch's default)")
     add_common_args(parser, progress=True)
     return parser
@@ -118,8 +118,13 @@ def main(argv: list[str] | None = None) -> dict:
         entries = [e for p in args.questions for e in read_questions(p)]
     except FlareDataError as err:
         raise UserError(str(err)) from None
+    from mevlip.device import DeviceError, resolve_device
     from mevlip.router import Router, RouterError
 
+    try:
+        args.device = resolve_device(args.device)
+    except DeviceError as err:
+        raise UserError(str(err)) from None
     try:
         router = Router.from_pretrained(args.router_dir, device=args.device, threshold=args.threshold,
                                         scoring=args.scoring)

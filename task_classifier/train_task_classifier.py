@@ -38,6 +38,7 @@ from mevlip.cli import (
     run_cli,
     setup_logging,
 )
+from mevlip.device import resolve_device
 from mevlip.locks import OutputLock
 from mevlip.router import DEFAULT_THRESHOLD, Router, save_router
 from mevlip.router.data import (
@@ -241,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     try:
         cfg, preset = make_config(args)
+        cfg.device = resolve_device(cfg.device)  # a wrong --device, or cuda without a GPU: one line, now
     except ValueError as err:  # RouterTrainConfig's checks of the flag values
         raise UserError(str(err)) from None
     lock = OutputLock(args.output_dir, "router training run")  # one writer of the router folder at a time

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from mevlip.flare import validate_question
-from mevlip.inference.device import DeviceError, resolve_device
+from mevlip.device import DeviceError, resolve_device
 from mevlip.inference.discovery import find_question_files
 from mevlip.inference.run import GENERAL_ADAPTER, Item, Route, plan, route_items
 from mevlip.tasks import TASKS

@@ -123,3 +123,31 @@ def test_a_diverging_router_stops_before_anything_is_saved(tmp_path):
     with pytest.raises(RouterTrainingError, match=r"router training (stopped at step \d+ of \d+: the loss is "
                                                   r"(nan|inf)|ended with non-finite weights)"):
         train_router(cfg, rows, list(TASK_NAMES), progress=False)
+
+
+@pytest.mark.parametrize("script,argv", [
+    (INFER, [*REQUIRED[INFER], "--device", "banana"]),
+    (ROUTE, ["--router_dir", "r", "--questions", "q.json", "--device", "banana"]),
+    (ROUTER, ["--device", "banana"]),
+])
+def test_a_wrong_device_is_one_line(script, argv, tmp_path, capsys, monkeypatch):
+    from mevlip.cli import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.json").write_text('["How many cells?"]')
+    with pytest.raises(SystemExit) as err:
+        run_cli(load_script(script).main, argv)
+    assert err.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: --device 'banana' is not a device; use auto, cpu, cuda or cuda:N")
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path, monkeypatch):
+    from mevlip.cli import run_cli
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        run_cli(load_script(INFER).main, [*REQUIRED[INFER], "--device", "cuda:0"])
+    assert err.value.code == 2
+    assert "error: --device cuda:0: no CUDA GPU is visible" in capsys.readouterr().err

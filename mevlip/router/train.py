@@ -149,7 +149,7 @@ class RouterTrainConfig:
     max_length: int = field(default=256, metadata={"help": "token limit per sequence"})
     fp16: bool = field(default=False, metadata={"help": "fp16 autocast (CUDA only)"})
     seed: int = field(default=42, metadata={"help": "seed of weights, sampling and label order"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:N or auto (the first GPU)"})
 
     def __post_init__(self):
         for name, bounds in RANGES.items():
