@@ -36,9 +36,12 @@ class OutputLock:
         import fcntl
 
         target = Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
         self.path = target.with_name(f".{target.name}.lock")
-        self._fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as err:  # a file where a folder should be, a read-only place: name the output asked for
+            raise type(err)(err.errno, f"cannot write there ({err.strerror})", str(target)) from None
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mevlip.flare import validate_question
 from mevlip.device import DeviceError, resolve_device
+from mevlip.flare import validate_question
 from mevlip.inference.discovery import find_question_files
 from mevlip.inference.run import GENERAL_ADAPTER, Item, Route, plan, route_items
 from mevlip.tasks import TASKS

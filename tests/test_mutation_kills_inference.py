@@ -430,10 +430,8 @@ def test_postprocess_without_a_task_and_with_an_unknown_mode():
     item = Item(0, "f", 0, "k", "Q?", ["a"], None, None)
     # no task from the record or the router: the output as generated, stripped (the original's fall-through)
     assert postprocess(item, Route(None, 0.0, GENERAL_ADAPTER), " anything\n") == (None, "anything")
-    # the original preset parses by the raw TaskType, "" when the record has none (its sample.get("TaskType", "")):
-    # the first line is dropped and nothing else, even when the router found a task
-    assert postprocess(item, Route("counting", 0.9, "counting"), "x\n3 cells", mode="original") == ("counting",
-                                                                                                  "3 cells")
+    # the original preset parses by the raw TaskType, and a record without one by the routed task
+    assert postprocess(item, Route("counting", 0.9, "counting"), "x\n3 cells", mode="original") == ("counting", "3")
     with pytest.raises(ValueError, match="post-processing must be one of canonical, original, got 'x'"):
         postprocess(item, Route("counting", 1.0, "counting"), "3", mode="x")
 

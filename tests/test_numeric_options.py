@@ -20,7 +20,8 @@ EVAL = "evaluation/evaluation.py"
 PREP = "llama_factory_internvl/scripts/data_preparation.py"
 ADAPTERS = "llama_factory_internvl/scripts/train_adapters.py"
 STANDIN = "llama_factory_internvl/scripts/make_standin_model.py"
-REQUIRED = {INFER: ["--base_dataset_path", ".", "--output_dir", "out"], ROUTE: ["--router_dir", "r", "--questions", "q"],
+REQUIRED = {INFER: ["--base_dataset_path", ".", "--output_dir", "out"],
+            ROUTE: ["--router_dir", "r", "--questions", "q"],
             EVAL: ["--base_dataset_path", ".", "--prediction_file", "p.json"], STANDIN: ["--output_dir", "out"]}
 
 CASES = [

@@ -43,8 +43,9 @@ def test_a_second_data_preparation_run_never_touches_the_first_ones_staging(flar
     ("evaluation/evaluation.py", ["--prediction_file", "{p}"], "eval/metrics_predictions.json", "evaluation run"),
     ("task_classifier/train_task_classifier.py", ["--max_steps", "1"], "router", "router training run"),
     ("llama_factory_internvl/scripts/make_standin_model.py", [], "standin", "stand-in build"),
-    ("llama_factory_internvl/scripts/train_adapters.py", ["--recipe_dir", "{r}", "--adapters_dir", "{o}"],
-     "adapters", "adapter training run"),
+    ("llama_factory_internvl/scripts/train_adapters.py",  # per adapter: two adapters of one folder may train at once
+     ["--recipe_dir", "{r}", "--adapters_dir", "{a}", "--only", "general,counting"], "adapters/counting",
+     "adapter training run"),
 ])
 def test_every_writer_refuses_a_second_run_in_one_line(script, argv, target, what, flare, tmp_path, capsys):
     out = tmp_path / target
@@ -53,7 +54,7 @@ def test_every_writer_refuses_a_second_run_in_one_line(script, argv, target, wha
     predictions.write_text("[]")
     recipes = tmp_path / "examples" / "standin"
     recipes.mkdir(parents=True)
-    argv = [a.format(p=predictions, r=recipes, o=out) for a in argv]
+    argv = [a.format(p=predictions, r=recipes, a=out.parent) for a in argv]
     flags = {"data_preparation": ["--base_dataset_path", str(flare), "--output_dir", str(out)],
              "evaluation": ["--base_dataset_path", str(flare), "--output_dir", str(folder)],
              "train_task_classifier": ["--base_dataset_path", str(flare), "--output_dir", str(out)],

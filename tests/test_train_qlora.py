@@ -53,7 +53,7 @@ def trained(tmp_path_factory, model_dir, dataset_dir):
 
 
 def test_adapters_are_laid_out_for_inference(trained):
-    assert sorted(p.name for p in trained.iterdir()) == sorted(TRAINED)
+    assert sorted(p.name for p in trained.iterdir() if not p.name.startswith(".")) == sorted(TRAINED)  # .<name>.lock
     for adapter in TRAINED:
         folder = trained / adapter
         for name in ("adapter_config.json", "adapter_model.safetensors", LOG_NAME, PROVENANCE_NAME):
@@ -118,13 +118,18 @@ def test_adapter_loads_on_4bit_base_and_changes_logits(trained, model_dir, datas
     assert torch.allclose(disabled_logits, base_logits, atol=1e-6)
 
 
-#: Stands in for llamafactory-cli: writes adapter files where ``output_dir=`` says (and the order to a file).
+#: Stands in for llamafactory-cli: writes adapter files where ``output_dir=`` says (and the order to a file);
+#: the weights are finite unless the environment asks for a diverged run.
 FAKE_LF = """
-import sys, pathlib
+import os, sys, pathlib
+import numpy as np
+from safetensors.numpy import save_file
 args = dict(a.split("=", 1) for a in sys.argv[3:])
 out = pathlib.Path(args["output_dir"])
 (out / "adapter_config.json").write_text("{}")
-(out / "adapter_model.safetensors").write_bytes(b"x")
+lora_b = np.full((2, 2), np.nan if os.environ.get("FAKE_DIVERGE") == out.name else 0.5, np.float32)
+save_file({"lora_A.weight": np.ones((2, 2), np.float32), "lora_B.weight": lora_b},
+          str(out / "adapter_model.safetensors"))
 with open(out.parent / "order.txt", "a") as fh:
     fh.write(out.name + " " + pathlib.Path(sys.argv[2]).name + "\\n")
 """
@@ -306,3 +311,15 @@ def test_output_streams_to_the_console_as_it_comes(tmp_path, model_dir, capfd):
                        cli=[sys.executable, "-c", fake])
     assert "[bar]" not in capfd.readouterr().out
     assert "\r3/3 [bar]" in (tmp_path / "q" / "counting" / LOG_NAME).read_bytes().decode()
+
+
+def test_a_diverged_adapter_is_never_kept_as_trained(tmp_path, model_dir, monkeypatch):
+    from mevlip.training.adapters import is_trained
+
+    monkeypatch.setenv("FAKE_DIVERGE", "counting")  # the fake trainer writes NaN weights for this adapter
+    with pytest.raises(AdapterTrainingError, match=r"adapter counting: its weights are not finite \(lora_B.weight\): "
+                                                   r"the training diverged"):
+        train_adapters(RECIPES, tmp_path, model=model_dir, only=["general", "counting"],
+                       cli=[sys.executable, "-c", FAKE_LF])
+    assert is_trained(tmp_path / "general") and not is_trained(tmp_path / "counting")
+    assert (tmp_path / "counting" / "adapter_model.nonfinite.safetensors").is_file()  # kept aside, for a look

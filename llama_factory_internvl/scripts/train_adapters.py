@@ -17,12 +17,13 @@ The library code is :mod:`mevlip.training.adapters`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
 
 from mevlip.cli import POSITIVE_INT, UserError, add_common_args, make_parser, run_cli, setup_logging
 from mevlip.locks import OutputLock
-from mevlip.training.adapters import REPORTERS, AdapterTrainingError, train_adapters
+from mevlip.training.adapters import REPORTERS, AdapterTrainingError, select_adapters, train_adapters
 from mevlip.training.recipes import ADAPTERS
 
 
@@ -73,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else None
-    lock = OutputLock(args.adapters_dir, "adapter training run")  # one writer of the adapters folder at a time
+    folder = Path(args.adapters_dir)
+    new_folder = not folder.exists()
+    try:  # one writer per adapter folder (the demo trains two adapters of one folder side by side)
+        locks = [OutputLock(folder / name, "adapter training run") for name in select_adapters(only)]
+    except ValueError as err:  # a bad --only, or an adapter another run is training
+        raise UserError(str(err)) from None
     try:
         runs = train_adapters(args.recipe_dir, args.adapters_dir, model=args.model, dataset_dir=args.dataset_dir,
                               max_steps=args.max_steps, only=only, overwrite=args.overwrite,
@@ -83,9 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("train_adapters").error("%s", err)
         return 1
     except (ValueError, FileNotFoundError) as err:  # no recipe folder, a bad --only/--set, no model folder
+        if new_folder:  # refused before training: leave no folder holding only the locks behind
+            for lock in locks:
+                lock.release()
+                lock.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise UserError(str(err)) from None
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
     for run in runs:
         resumed = f"  (resumed from {Path(run.resumed_from).name})" if run.resumed_from else ""
         print(f"{run.adapter:28s} {run.status:8s} {run.seconds:8.1f} s  {run.output_dir}{resumed}")

@@ -470,8 +470,8 @@ def postprocess(item: Item, route: Route, raw: str, mode: str = "canonical") -> 
             ``original`` (:func:`mevlip.answers.original_parse_answer` on the raw ``TaskType`` string).
     """
     task = item.task or route.task
-    if mode == "original":  # the original parsed by the record's raw TaskType, "" when absent (sample.get)
-        return task, original_parse_answer(raw, item.task_type or "")
+    if mode == "original":  # the original's parser on the record's raw TaskType; the routed task without one
+        return task, original_parse_answer(raw, item.task_type if item.task_type is not None else task)
     if mode != "canonical":
         raise ValueError(f"post-processing must be one of {', '.join(POSTPROCESSING)}, got {mode!r}")
     return task, (raw.strip() if task is None else canonicalize(task, raw, label_sep=label_separator(raw)))

@@ -185,7 +185,10 @@ def write_outputs(results: dict, rows: list[dict], output_dir: str | Path, outpu
         with writing(temps["chart"]):
             bar_chart(results, temps["chart"])
         for key, path in paths.items():
-            os.replace(temps[key], path)
+            if temps[key].exists():
+                os.replace(temps[key], path)
+            else:  # nothing to chart: no stale chart of an earlier run beside the new figures
+                path.unlink(missing_ok=True)
     finally:
         for temp in temps.values():
             temp.unlink(missing_ok=True)
