@@ -135,6 +135,22 @@ def is_trained(folder: str | os.PathLike) -> bool:
     return all((Path(folder) / name).is_file() for name in ADAPTER_FILES)
 
 
+def nonfinite_tensors(path: str | os.PathLike) -> list[str]:
+    """The names of the tensors in a safetensors file that hold a NaN or an infinity (read without running code).
+
+    Raises:
+        AdapterTrainingError: the file is not a safetensors file.
+    """
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            return [name for name in weights.keys() if not torch.isfinite(weights.get_tensor(name)).all()]
+    except (SafetensorError, OSError) as err:
+        raise AdapterTrainingError(f"{path}: not a readable safetensors file ({err})") from None
+
+
 def last_checkpoint(folder: str | os.PathLike) -> Path | None:
     """The newest complete ``checkpoint-<step>/`` in ``folder`` (None if none).
 
@@ -333,6 +349,12 @@ def train_adapters(recipe_dir: str | os.PathLike, adapters_dir: str | os.PathLik
         if not is_trained(out):
             raise AdapterTrainingError(f"adapter {adapter}: training finished but {out} lacks "
                                        f"{' / '.join(ADAPTER_FILES)}; log {log_path}")
+        if bad := nonfinite_tensors(out / ADAPTER_FILES[1]):  # a diverged run: never kept as a trained adapter
+            aside = out / ADAPTER_FILES[1].replace(".safetensors", ".nonfinite.safetensors")
+            os.replace(out / ADAPTER_FILES[1], aside)
+            raise AdapterTrainingError(f"adapter {adapter}: its weights are not finite ({', '.join(bad[:3])}): the "
+                                       f"training diverged (lower learning_rate); moved aside to {aside}, not kept "
+                                       f"as a trained adapter; log {log_path}")
         plot = out / PLOT_NAME
         run = AdapterRun(adapter, str(recipes[adapter]), str(out), "trained", round(seconds, 1), command,
                          str(plot) if plot.is_file() else None, str(checkpoint) if checkpoint else None)
