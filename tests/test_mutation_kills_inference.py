@@ -186,10 +186,20 @@ def test_output_paths():
 
 def test_atomic_write_falls_back_to_ascii_for_a_lone_surrogate(tmp_path):
     path = tmp_path / "x.json"
-    _atomic_write(path, lambda ascii: json.dumps(["\ud800 é"], ensure_ascii=ascii))
+    _atomic_write({path: lambda ascii: json.dumps(["\ud800 é"], ensure_ascii=ascii)})
     assert path.read_text() == '["\\ud800 \\u00e9"]' and not (tmp_path / "x.json.tmp").exists()
-    _atomic_write(path, lambda ascii: json.dumps(["é"], ensure_ascii=ascii))
+    _atomic_write({path: lambda ascii: json.dumps(["é"], ensure_ascii=ascii)})
     assert path.read_text(encoding="utf-8") == '["é"]'
+
+
+def test_the_output_set_is_written_whole_or_not_at_all(tmp_path):
+    first, second = tmp_path / "predictions.json", tmp_path / "predictions.details.jsonl"
+    _atomic_write({first: lambda ascii: "old 1", second: lambda ascii: "old 2"})
+    (tmp_path / "predictions.details.jsonl.tmp").symlink_to("/dev/full")  # the disk fills at the second file
+    with pytest.raises(OSError, match="No space left on device"):
+        _atomic_write({first: lambda ascii: "new 1", second: lambda ascii: "new 2"})
+    assert (first.read_text(), second.read_text()) == ("old 1", "old 2")  # neither replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.details.jsonl", "predictions.json"]
 
 
 # ----------------------------------------------------------------------------------------------- fingerprints

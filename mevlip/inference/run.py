@@ -577,9 +577,9 @@ def write_outputs(the_plan: Plan, done: dict[int, dict], output: Path, shard: tu
         counts["per_task"][str(entry.get("task"))] += 1
         counts["errors"] += bool(entry.get("error"))
     output.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(output, lambda ascii: json.dumps(predictions, indent=2, ensure_ascii=ascii) + "\n")
-    _atomic_write(details_path(output), lambda ascii: "".join(json.dumps(d, ensure_ascii=ascii) + "\n"
-                                                              for d in details))
+    _atomic_write({output: lambda ascii: json.dumps(predictions, indent=2, ensure_ascii=ascii) + "\n",
+                   details_path(output): lambda ascii: "".join(json.dumps(d, ensure_ascii=ascii) + "\n"
+                                                               for d in details)})
     return {"records": len(predictions), "per_adapter": dict(counts["per_adapter"]),
             "per_task": dict(counts["per_task"]), "errors": counts["errors"], "missing": counts["missing"]}
 
@@ -589,19 +589,23 @@ def details_path(output: Path) -> Path:
     return output.with_name(output.stem + ".details.jsonl")
 
 
-def _atomic_write(path: Path, render: Callable[[bool], str]) -> None:
-    """Write ``render(ensure_ascii=False)``; if an input record holds a lone surrogate (not valid UTF-8), the
-    ASCII-escaped form instead (the same JSON once parsed)."""
-    tmp = path.with_name(path.name + ".tmp")
+def _atomic_write(files: dict[Path, Callable[[bool], str]]) -> None:
+    """Write every file of a set, or none: each ``render(ensure_ascii=False)`` (the ASCII-escaped form when a record
+    holds a lone surrogate, the same JSON once parsed) to a temporary file, then all renamed into place; a failure
+    (a full disk) removes the temporaries and leaves the previous files whole."""
+    temps = {path: path.with_name(path.name + ".tmp") for path in files}
     try:
-        with writing(tmp):
-            try:
-                tmp.write_text(render(False), encoding="utf-8")
-            except UnicodeEncodeError:
-                tmp.write_text(render(True), encoding="utf-8")
-            os.replace(tmp, path)
+        for path, render in files.items():
+            with writing(temps[path]):
+                try:
+                    temps[path].write_text(render(False), encoding="utf-8")
+                except UnicodeEncodeError:
+                    temps[path].write_text(render(True), encoding="utf-8")
+        for path, temp in temps.items():
+            os.replace(temp, path)
     finally:
-        tmp.unlink(missing_ok=True)  # a failed write leaves the previous file, not half a new one
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- torchrun
