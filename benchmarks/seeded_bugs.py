@@ -1,5 +1,5 @@
 """Put each of a list of plausible one-line bugs into a copy of the code, one at a time, and run the tests named for
-it: every bug must make at least one test fail (issue #18: the seven bugs a reviewer found no test caught).
+it: every bug must make at least one test fail (the seven bugs planted by hand that no test once caught).
 
     python benchmarks/seeded_bugs.py                 # all bugs -> benchmarks/results/seeded_bugs.json
     python benchmarks/seeded_bugs.py --bug count_gt10 --bug prompt_whitespace

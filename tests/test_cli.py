@@ -1,4 +1,4 @@
-"""One command-line convention for every script (issue #17 item 2): mevlip.cli and each script's parser.
+"""One command-line convention for every script: mevlip.cli and each script's parser.
 
 Every script's ``--help`` shows the common options the same way and each option's default; old spellings still
 parse (hidden); a user error is one line ``<prog>: error: ...`` on stderr and exit code 2, never a traceback.
@@ -47,7 +47,7 @@ SCRIPTS = {
     "demo": "mevlip.demo.__main__",
     "demo_report": "mevlip.demo.report",
 }
-#: Not yet on the convention (none left: issue #17 item 2).
+#: Scripts not on the convention yet (none).
 NOT_YET: set[str] = set()
 #: Scripts whose --help and user errors are checked in a subprocess (the benchmarks that import torch at the top
 #: are checked in-process only, to keep this module fast).
@@ -337,7 +337,7 @@ def _train(tmp_path: Path, *argv) -> tuple[int, list[str], str]:
 
 
 def test_training_cli_user_errors_name_the_file(recipes, tmp_path):
-    """Issue #14 item 8: no model folder, a bad --set, a broken recipe: one line, exit code 2, nothing trained."""
+    """No model folder, a bad --set, a broken recipe: one line, exit code 2, nothing trained."""
     base = ["--recipe_dir", recipes, "--adapters_dir", tmp_path / "adapters", "--only", "general"]
     code, lines, err = _train(tmp_path, *base)  # the recipe's model_name_or_path: saves/standin/pretrained
     general = recipes / "internvl_lora_sft_bnb.yaml"

@@ -1,6 +1,6 @@
 """Fault injection: bad archives, files, records and paths, kills, locks and reruns, across every stage.
 
-Each test plants one fault class of issue #14 in a tiny mini-FLARE copy (or a crafted zip / JSON) and checks what
+Each test plants one fault class in a tiny mini-FLARE copy (or a crafted zip / JSON) and checks what
 the stage does with it: skip and report it (file and record), refuse it, or stop with one line, never a traceback
 and never a silent wrong answer. The README's "Reliability" table lists the same cases.
 """

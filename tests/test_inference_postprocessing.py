@@ -1,4 +1,4 @@
-"""Inference post-processing end to end (issue #18 item 3): one record of each task type, routed right and routed
+"""Inference post-processing end to end: one record of each task type, routed right and routed
 wrong, the model's raw output given by a fake generate function (the unit is what inference writes, not the model),
 and the exact ``Answer`` string of ``predictions.json`` checked.
 

@@ -260,7 +260,7 @@ def _pad_one_answer(root: Path) -> tuple[str, dict]:
 
 
 def test_default_writes_the_authors_rows(flare, tmp_path):
-    """Issue #12: one row per training image, user turn "<image> " + Question, assistant turn the Answer as given,
+    """The paper's rows: one row per training image, user turn "<image> " + Question, assistant turn the Answer as given,
     row count = training images, printed in prepare_stats.json."""
     key, padded = _pad_one_answer(flare)
     stats = run(flare, tmp_path / "data")

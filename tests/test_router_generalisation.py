@@ -1,4 +1,4 @@
-"""What makes the router generalise to wordings it never saw (issue #15): label descriptions, lists without letters,
+"""What makes the router generalise to wordings it never saw: label descriptions, lists without letters,
 option-content swapping, sentence dropout, answer formats crossed between the two classification tasks, and the
 leave-one-dataset-out fold rule.
 
@@ -180,7 +180,7 @@ def test_augmentation_rewrites_plain_lists_and_swaps_option_contents_from_the_po
 
 # ----------------------------------------------------------------------------------------------- fold rule
 def test_only_tasks_of_a_single_dataset_hold_out_template_families_instead(mini_flare_tiny):
-    """Issue #15: leave a dataset out; for a task that one dataset alone has, leave out template families instead."""
+    """Leave a dataset out; for a task that one dataset alone has, leave out template families instead."""
     rows = collect_dataset_questions(mini_flare_tiny)
     owners: dict[str, set[str]] = {}
     for r in rows:

@@ -68,7 +68,7 @@ def test_adapters_are_laid_out_for_inference(trained):
 
 
 def test_first_logged_example_renders_no_system_turn(trained, dataset_dir):
-    """Issue #12: like the authors' log, LLaMA-Factory's first rendered example starts with the user turn, and the
+    """Like the authors' log, LLaMA-Factory's first rendered example starts with the user turn, and the
     question follows the image after one space (their log: ``</img> What findings can you see ...``)."""
     log = (trained / "general" / LOG_NAME).read_text()
     assert "\ninputs:\n" in log, "LLaMA-Factory printed no training example"

@@ -314,10 +314,9 @@ def add_seed_stages(p: Pipeline, s: Settings, data_out: Path, out: Path, data_ke
         adapter_keys.append(add(f"adapter_{name}", [train], deps=(pretrain, data_keys["prepare"]),
                                 outputs=(out / "adapters" / name / "adapter_config.json",), inputs=(recipe,)))
     # The router to deploy (--final: every training-split wording), CPU-light: the top 3 encoder layers, label model
-    # fixed (its projector trains), 400 steps (issue #15: the wording augmentation needed more than the 60 it had;
-    # at 200 the held-out-dataset misses moved between folds with the router seed; the 3-seed run at 400 gave CMMD
-    # 27/30 instead of 26/30, fundus and bone_marrow 100 %); tests/test_router.py trains with these settings and checks
-    # held-out and paraphrase accuracy.
+    # fixed (its projector trains), 400 steps (the wording augmentation needs them: at 200 the held-out-dataset misses
+    # moved between folds with the router seed; task_classifier/README.md gives the leave-one-dataset-out figures at
+    # 400); tests/test_router.py trains with these settings and checks held-out and paraphrase accuracy.
     router_cmd = [py, "task_classifier/train_task_classifier.py", "--data_dir", data_out / "data", "--final",
                   "--output_dir", out / "router", "--trainable_layers", "3", "--freeze_label_encoder",
                   "--no_progress", "--seed", seed, "--paraphrases", "tests/data/router_paraphrases.json"]
