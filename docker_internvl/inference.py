@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi_image", default=None, choices=["keep", "first"],
                    help="override the preset: keep every image of a record, or the first only (default: the "
                         "preset's)")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None,
+                   help="answer only the first N records of each question file, for a quick smoke run of a real "
+                        "model; predictions.json then holds just those (default: every record)")
     p.add_argument("--splits", nargs="*", default=None,
                    help="split folders directly under --base_dataset_path to answer (default: everything but "
                         "training/)")
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
             barrier(ranks)  # rank 0 plans first and extracts the image zips once; the others then find them
         scratch = Path(args.images_dir) if args.images_dir else Path(args.output_dir) / ".images"
         the_plan = plan(args.base_dataset_path, args.splits, multi_image, scratch=scratch,
-                        limits=zip_limits_from_args(args), exclude=[args.output_dir])
+                        limits=zip_limits_from_args(args), exclude=[args.output_dir], limit=args.limit)
         if ranks.rank == 0:
             barrier(ranks)
         if not the_plan.items:

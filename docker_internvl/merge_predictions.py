@@ -24,7 +24,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import POSITIVE_INT, UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.inference.run import merge_shards, plan
 from mevlip.prompts import MULTI_IMAGE_MODES
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_option(p, "--output_file", aliases=("--output",), required=True, help="merged predictions.json to write")
     p.add_argument("--splits", nargs="*", default=None,
                    help="the --splits the shards were run with (default: everything but training/)")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None,
+                   help="the --limit the shards were run with (default: none)")
     p.add_argument("--multi_image", default="keep", choices=MULTI_IMAGE_MODES,
                    help="the --multi_image the shards were run with")
     add_common_args(p)
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:  # a missing shard file, a record missing or doubled, shards of two configurations: one line
         # the shards' own folders are not inputs (as inference did not walk its --output_dir)
         outputs = [Path(f).parent for f in [*args.inputs, args.output_file]]
-        summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image, exclude=outputs),
+        summary = merge_shards(plan(args.base_dataset_path, args.splits, args.multi_image, exclude=outputs,
+                                    limit=args.limit),
                                args.inputs, Path(args.output_file))
     except (OSError, ValueError) as err:
         raise UserError(str(err)) from None

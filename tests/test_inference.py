@@ -184,3 +184,12 @@ def test_container_files_lint_clean(tool, target):
     assert exe.exists(), f"{tool} is installed by requirements.txt"
     run = subprocess.run([str(exe), str(REPO / target)], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_limit_answers_the_first_records_of_each_file(data, standin_dir, tmp_path):
+    files = [f for f in discover(data, gt="exclude") if f.kind != "train"]
+    summary = _infer(data, standin_dir, tmp_path / "out", "--limit", "2")
+    preds = _predictions(tmp_path / "out")
+    expected = [r for f in files for r in load_records(f).records[:2]]
+    assert [record_key(p) for p in preds] == [record_key(r) for r in expected]
+    assert summary["records"] == len(expected) < len(_inputs(data)) and summary["question_files"] == len(files)

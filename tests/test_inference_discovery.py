@@ -206,3 +206,13 @@ def test_device_refusals_say_what_to_do(spec, count, message):
     assert message in str(err.value)
     if count == 0 and "not a device" not in message:
         assert "--device cpu" in str(err.value)
+
+
+def test_plan_limit_keeps_the_first_records_of_each_file(tmp_path):
+    root = tmp_path / "in"
+    _png(root / "x.png")
+    _questions(root / "a.json", [_rec("x.png", f"a{i}") for i in range(3)])
+    _questions(root / "b.json", [_rec("x.png", "b0")])
+    the_plan = plan(root, limit=2)
+    assert [i.question for i in the_plan.items] == ["a0", "a1", "b0"]
+    assert [len(r) for r in the_plan.files.values()] == [2, 1]  # the predictions hold only these

@@ -84,7 +84,7 @@ class Plan:
 
 def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_image: str = "keep",
          scratch: str | os.PathLike | None = None, limits: ZipLimits | None = None,
-         exclude: Sequence[str | os.PathLike] = ()) -> Plan:
+         exclude: Sequence[str | os.PathLike] = (), limit: int | None = None) -> Plan:
     """List every record to answer under ``root``: every question file at any depth
     (:func:`mevlip.inference.discovery.find_question_files`), its records in file order.
 
@@ -95,7 +95,8 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
     that folder is read-only (a mounted challenge input), into ``scratch/<its folder relative to root>/`` instead.
     Nothing here stops the run: a bad archive (not a zip, damaged, unsafe, over ``limits``) or question file is
     listed in ``file_errors``, a JSON file that is not a question list in ``skipped``, and a bad record keeps its
-    place with an error naming its file and index.
+    place with an error naming its file and index. ``limit`` keeps the first records of each file only (a smoke
+    run); the plan, and so the predictions, then hold just those.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -117,7 +118,7 @@ def plan(root: str | os.PathLike, splits: Sequence[str] | None = None, multi_ima
             result.file_errors.update(archive_errors)
         image_roots, archive_errors = extracted[folder]
         hint = f" ({'; '.join(archive_errors.values())})" if archive_errors else ""
-        records = qfile.records
+        records = qfile.records if limit is None else qfile.records[:limit]
         result.files[str(qfile.path)] = records
         for record_index, record in enumerate(records):
             reason = validate_question(record)
