@@ -245,3 +245,18 @@ def test_llamafactory_parses_multi_gpu_recipe(tmp_path):
         # transformers keeps a global reference to the DeepSpeed config; a leftover one breaks later model loads.
         unset_hf_deepspeed_config()
     assert "deepspeed" in message.lower() or "FORCE_TORCHRUN" in message
+
+
+def test_the_generator_writes_into_the_checkout_wherever_it_runs(tmp_path, monkeypatch):
+    """Run from llama_factory_internvl/ (where the README works), it must not write a nested copy of the tree."""
+    from mevlip.training import recipes
+
+    repo = Path(recipes.__file__).resolve().parents[2]
+    assert recipes.checkout_examples_dir() == repo / "llama_factory_internvl" / "examples"
+    monkeypatch.chdir(repo / "llama_factory_internvl")
+    written = []
+    monkeypatch.setattr(recipes, "write_all", lambda folder: written.append(Path(folder)) or [])
+    assert recipes.main([]) == 0
+    assert written == [repo / "llama_factory_internvl" / "examples"]
+    assert not (repo / "llama_factory_internvl" / "llama_factory_internvl").exists()
+    assert recipes.main(["--output_dir", str(tmp_path / "ex")]) == 0 and written[-1] == tmp_path / "ex"

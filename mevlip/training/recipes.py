@@ -1,8 +1,9 @@
 """The LLaMA-Factory training recipes, generated from one base dict so that the eight adapters stay in sync.
 
-``python -m mevlip.training.recipes --output_dir llama_factory_internvl/examples`` (re)writes every YAML under
-``examples/`` and ``examples/deepspeed/ds_z2_config.json``; ``tests/test_recipes.py`` checks that the committed files
-equal what this module produces and that LLaMA-Factory parses each one. Paths inside the recipes are relative to
+``python -m mevlip.training.recipes`` (re)writes every YAML under the checkout's ``llama_factory_internvl/examples/``
+(wherever it is run from; ``--output_dir`` names another folder) and ``examples/deepspeed/ds_z2_config.json``;
+``tests/test_recipes.py`` checks that the committed files equal what this module produces and that LLaMA-Factory
+parses each one. Paths inside the recipes are relative to
 ``llama_factory_internvl/``, the folder the README runs ``llamafactory-cli`` from (as LLaMA-Factory's own
 examples are relative to its repository root).
 
@@ -26,7 +27,7 @@ import json
 import logging
 from pathlib import Path
 
-from mevlip.cli import add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import UserError, add_common_args, add_option, make_parser, run_cli, setup_logging
 from mevlip.presets import DEFAULT_PRESET, GENERAL_DATASET, TRAINING_PRESETS, training_preset
 from mevlip.tasks import GENERAL_ADAPTER, TASK_NAMES, get_task
 
@@ -377,17 +378,28 @@ def write_all(examples_dir: str | Path) -> list[Path]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = make_parser("Write the LLaMA-Factory recipes under examples/.", prog="python -m mevlip.training.recipes")
-    add_option(parser, "--output_dir", aliases=("--out",), default="llama_factory_internvl/examples",
-               help="the examples folder")
+    add_option(parser, "--output_dir", aliases=("--out",), default=None,
+               help="the examples folder (default: llama_factory_internvl/examples of the checkout this package "
+                    "runs from, wherever the command is run)")
     add_common_args(parser)
     return parser
+
+
+def checkout_examples_dir() -> Path | None:
+    """``llama_factory_internvl/examples`` of the repository this module lies in, or ``None`` when installed
+    outside a checkout (then the folder must be named)."""
+    folder = Path(__file__).resolve().parents[2] / "llama_factory_internvl" / "examples"
+    return folder if folder.is_dir() else None
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: regenerate the recipes."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    for path in write_all(args.output_dir):
+    out = args.output_dir or checkout_examples_dir()
+    if out is None:
+        raise UserError("no repository checkout around this package: name the examples folder with --output_dir")
+    for path in write_all(out):
         logger.info("wrote %s", path)
     return 0
 
