@@ -58,6 +58,30 @@ _UNSUPPORTED = {"use_lstm": False, "squeeze_layers": False, "layer_wise": False,
                 "use_calibrator": False, "encoder_layer_id": -1}
 
 
+
+class _ExpectedConfigNotice(logging.Filter):
+    """Drop transformers' notice that a GLiClass config is read through the base config class: gliclass does so for
+    every router it loads, so the notice says nothing about the router at hand. Every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("You are using a model of type `GLiClass` to instantiate a model "
+                                                  "of type ``.")
+
+
+logging.getLogger("transformers.configuration_utils").addFilter(_ExpectedConfigNotice())
+
+
+def import_gliclass():
+    """``import gliclass`` without the ``torch.jit.script`` deprecation notice its import raises (gliclass's own code,
+    not the user's; other warnings pass)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        import gliclass
+    return gliclass
+
+
 class RouterError(ValueError):
     """A router folder that cannot be used; the message names the file at fault."""
 
@@ -357,9 +381,9 @@ class Router:
             RouterError: missing files, a refused ``config.json`` (:func:`check_config_file`), or labels in
                 ``router_config.json`` that differ from the model's own.
         """
-        from gliclass import GLiClassModel
         from transformers import AutoTokenizer
 
+        GLiClassModel = import_gliclass().GLiClassModel
         router_dir = Path(router_dir)
         if not router_dir.is_dir():
             raise RouterError(f"{router_dir}: router folder not found")

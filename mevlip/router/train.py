@@ -220,7 +220,10 @@ def build_model(cfg: RouterTrainConfig):
     Returns:
         ``(model, tokenizer, label_tokenizer)``; ``label_tokenizer`` is ``None`` for the uni-encoder.
     """
-    from gliclass import GLiClassModel, GLiClassModelConfig
+    from mevlip.router.routing import import_gliclass
+
+    gliclass = import_gliclass()
+    GLiClassModel, GLiClassModelConfig = gliclass.GLiClassModel, gliclass.GLiClassModelConfig
     from transformers import AutoConfig, AutoTokenizer
 
     seed_everything(cfg.seed)
