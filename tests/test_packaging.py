@@ -29,6 +29,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from mevlip.flare import VALIDATION_SPLITS, discover, load_records
+
 REPO = Path(__file__).resolve().parents[1]
 SITE = Path(sysconfig.get_paths()["purelib"])
 #: Imported by the code but deliberately not declared, and why (the pyproject comment says the same).
@@ -173,11 +175,12 @@ def _import_all(python: Path, names: list[str], cwd: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_pip_install_in_a_fresh_environment_imports_every_module(tmp_path, wheel):
+def test_pip_install_with_the_inference_and_router_extras_imports_every_module(tmp_path, wheel):
     # _fresh_env checked that every declared requirement is there at a version its specifier allows, so pip needs no
     # resolution of its own (which costs half a minute here)
-    python = _fresh_env(tmp_path, _declared(wheel))
-    installed = _pip(python, "install", "--no-deps", str(wheel))
+    extras = {"inference", "router"}
+    python = _fresh_env(tmp_path, _declared(wheel, extras), extras)
+    installed = _pip(python, "install", "--no-deps", f"mevlip[inference,router] @ {wheel.as_uri()}")
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     lazy = sorted(set().union(*(_third_party(_imports(p)) for p in (REPO / "mevlip").rglob("*.py"))) - set(UNDECLARED))
     assert {"torch", "transformers", "peft", "gliclass", "yaml", "matplotlib"} <= set(lazy)
@@ -191,9 +194,47 @@ def test_pip_install_in_a_fresh_environment_imports_every_module(tmp_path, wheel
     assert "site-packages" in where and str(REPO) not in where
 
 
+#: What a team that only scores predictions does not install.
+GPU_STACK = ["torch", "torchvision", "transformers", "peft", "accelerate", "bitsandbytes", "gliclass"]
+
+
+@pytest.mark.slow
+def test_the_base_install_scores_predictions_without_the_gpu_stack(tmp_path, wheel, mini_flare_tiny):
+    python = _fresh_env(tmp_path, _declared(wheel))
+    installed = _pip(python, "install", "--no-deps", str(wheel))
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    reached, third = _reached(REPO / "evaluation" / "evaluation.py")
+    assert {"mevlip.metrics.evaluate", "mevlip.flare"} <= reached
+    # the GPU stack is reached only lazily, by the optional LLM judge (--green_model), which names the extra to install
+    assert set(GPU_STACK) & third == {"torch", "transformers"}
+    assert {m for m in reached if set(GPU_STACK) & _imports(_source(m))} == {"mevlip.metrics.green_llm"}
+    failed = _import_all(python, sorted(reached | (third - set(GPU_STACK))) + GPU_STACK, tmp_path)
+    assert set(failed) == set(GPU_STACK), failed  # every evaluation module imports; the GPU stack is not there
+    records = [r for f in discover(mini_flare_tiny, VALIDATION_SPLITS, gt="prefer") for r in load_records(f).records]
+    (tmp_path / "p.json").write_text(json.dumps(records))
+    scored = subprocess.run([python, str(REPO / "evaluation" / "evaluation.py"), "--base_dataset_path",
+                             str(mini_flare_tiny), "--prediction_file", str(tmp_path / "p.json"), "--output_dir",
+                             str(tmp_path / "out"), "--bootstrap", "0"], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"})
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    metrics = json.loads((tmp_path / "out" / "metrics_predictions.json").read_text())
+    full = subprocess.run([sys.executable, str(REPO / "evaluation" / "evaluation.py"), "--base_dataset_path",
+                           str(mini_flare_tiny), "--prediction_file", str(tmp_path / "p.json"), "--output_dir",
+                           str(tmp_path / "ref"), "--bootstrap", "0"], capture_output=True, text=True, cwd=tmp_path)
+    assert full.returncode == 0, full.stderr[-2000:]
+    reference = json.loads((tmp_path / "ref" / "metrics_predictions.json").read_text())
+    assert metrics["primary_metrics"] == reference["primary_metrics"]  # the same figures as the full environment's
+    judged = subprocess.run([python, str(REPO / "evaluation" / "evaluation.py"), "--base_dataset_path",
+                             str(mini_flare_tiny), "--prediction_file", str(tmp_path / "p.json"), "--output_dir",
+                             str(tmp_path / "out2"), "--bootstrap", "0", "--green_model", "judge"],
+                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert judged.returncode == 2 and "Traceback" not in judged.stderr
+    assert "--green_model needs torch and transformers" in judged.stderr and "mevlip[inference]" in judged.stderr
+
+
 @pytest.mark.slow
 def test_extras_bring_training_and_development_tools(tmp_path, wheel):
-    extras = {"train", "dev"}
+    extras = {"inference", "train", "dev"}
     python = _fresh_env(tmp_path, _declared(wheel, extras), extras)
     spec = f"mevlip[{','.join(sorted(extras))}] @ {wheel.as_uri()}"
     installed = _pip(python, "install", "--no-deps", spec)
@@ -205,8 +246,33 @@ def test_extras_bring_training_and_development_tools(tmp_path, wheel):
     failed = _import_all(python, sorted(tests_import | {"llamafactory", "trl", "datasets"}), tmp_path)
     assert not failed, failed
     # not installed here, so only declared: the extra train_adapters.py --report_to tensorboard names
-    tensorboard = set(_declared(wheel, {"tensorboard"})) - set(_declared(wheel))
-    assert [canonicalize_name(Requirement(r).name) for r in tensorboard] == ["tensorboard"]
+    for extra in ("tensorboard", "deepspeed"):
+        only = set(_declared(wheel, {extra})) - set(_declared(wheel))
+        assert [canonicalize_name(Requirement(r).name) for r in only] == [extra]
+
+
+def _source(module: str) -> Path:
+    """The file of a ``mevlip`` module (a package's ``__init__.py``)."""
+    base = REPO / Path(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _reached(script: Path) -> tuple[set[str], set[str]]:
+    """The ``mevlip`` modules ``script`` reaches through its imports (lazy ones included), and the third-party
+    packages those import."""
+    reached, todo, third = set(), [script], set()
+    while todo:
+        path = todo.pop()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        third |= _third_party(_imports(path))
+        for node in ast.walk(tree):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            for module in modules:
+                if module.startswith("mevlip") and module not in reached:
+                    reached.add(module)
+                    todo.append(_source(module))
+    return reached, third
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -224,19 +290,7 @@ def test_inference_image_requirements_are_the_pins_inference_needs(tmp_path):
     dockerfile = (REPO / "docker_internvl" / "Dockerfile").read_text()
     assert "requirements-inference.txt" in dockerfile and "-r requirements.txt" not in dockerfile
     # every mevlip module inference.py reaches, and whatever third-party package they import, even lazily
-    reached, todo, third = set(), [REPO / "docker_internvl" / "inference.py"], set()
-    while todo:
-        path = todo.pop()
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        third |= _third_party(_imports(path))
-        for node in ast.walk(tree):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-            for module in modules:
-                if module.startswith("mevlip") and module not in reached:
-                    reached.add(module)
-                    base = REPO / Path(*module.split("."))
-                    todo.append(base / "__init__.py" if base.is_dir() else base.with_suffix(".py"))
+    reached, third = _reached(REPO / "docker_internvl" / "inference.py")
     assert {"mevlip.inference.run", "mevlip.inference.vlm", "mevlip.router"} <= reached
     python = _fresh_env(tmp_path, list(image.values()))
     app = tmp_path / "app"  # as the image: the package from its sources, the script beside

@@ -122,6 +122,10 @@ def compute_green(response: str) -> float:
     return matched / (matched + sum(significant))
 
 
+class GreenJudgeError(ValueError):
+    """The GREEN judge cannot run here (its packages are not installed); the message says what to install."""
+
+
 class GreenJudge:
     """A GREEN judge model on one device; :meth:`score` gives one GREEN per (reference, candidate) pair."""
 
@@ -136,8 +140,12 @@ class GreenJudge:
             max_length: prompt truncation and total generation length, as GREEN (2048).
             max_new_tokens: if set, bounds the generated tokens instead of ``max_length`` (tests).
         """
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as err:  # the base install scores without them; only the LLM judge needs them
+            raise GreenJudgeError(f"--green_model needs torch and transformers ({err}): "
+                                  "pip install 'mevlip[inference]'") from None
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if not self.device.startswith("cuda"):
