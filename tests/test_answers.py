@@ -70,7 +70,8 @@ def test_canonicalize_by_task():
     assert canonicalize("detection", "[[1, 2, 3, 4]]<|im_end|>") == "[[1, 2, 3, 4]]"
     assert canonicalize("Classification", "assistant\nB. Benign") == "B"
     assert canonicalize("multi-label classification", "Dental Caries;Pulp Diseases") == "Dental Caries; Pulp Diseases"
-    assert canonicalize("Report_Generation", "The heart is normal.\nNo effusion.") == "The heart is normal.\nNo effusion."
+    report = "The heart is normal.\nNo effusion."
+    assert canonicalize("Report_Generation", report) == report
     assert canonicalize("counting", "I cannot tell") == ""
     assert strip_chat("assistant\nfirst line\nsecond") == "first line\nsecond"  # the first line is kept
     assert parse_answer("instance_detection", {"1": [[1, 2, 3, 4]]}) == {"1": [[1, 2, 3, 4]]}

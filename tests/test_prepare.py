@@ -55,7 +55,7 @@ def source_records(root: Path, splits: list[str]) -> dict[tuple[str, str, int], 
     for qfile in discover(root, splits, gt="prefer"):
         loaded = load_records(qfile)
         rel = qfile.path.relative_to(root).as_posix()
-        for index, record in zip(loaded.indices, loaded.records):
+        for index, record in zip(loaded.indices, loaded.records, strict=True):
             out[(qfile.split, qfile.dataset, index)] = (record, qfile.dataset_dir, rel)
     return out
 
@@ -260,8 +260,8 @@ def _pad_one_answer(root: Path) -> tuple[str, dict]:
 
 
 def test_default_writes_the_authors_rows(flare, tmp_path):
-    """The paper's rows: one row per training image, user turn "<image> " + Question, assistant turn the Answer as given,
-    row count = training images, printed in prepare_stats.json."""
+    """The paper's rows: one row per training image, user turn "<image> " + Question, assistant turn the Answer as
+    given, row count = training images, printed in prepare_stats.json."""
     key, padded = _pad_one_answer(flare)
     stats = run(flare, tmp_path / "data")
     sources = source_records(flare, ["training"])

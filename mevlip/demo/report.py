@@ -81,7 +81,8 @@ def routing_accuracy(out: Path) -> dict | None:
     details = sorted((json.loads(line) for line in sidecar.read_text(encoding="utf-8").splitlines() if line.strip()),
                      key=lambda d: d["i"])
     # "task" is the task the answer was parsed as (the record's own); "routed_task" is the router's choice
-    right = sum(d.get("routed_task", d["task"]) == normalize_task_type(p["TaskType"]) for d, p in zip(details, preds))
+    right = sum(d.get("routed_task", d["task"]) == normalize_task_type(p["TaskType"])
+                for d, p in zip(details, preds, strict=True))
     fallback = sum(d.get("adapter") == GENERAL_ADAPTER for d in details)
     return {"n": len(details), "accuracy": right / max(1, len(details)), "general_fallbacks": fallback}
 
@@ -102,7 +103,7 @@ def routing_by_scoring(out: Path) -> dict[str, dict]:
         routes = router.route(questions)
         result[scoring] = {
             "n": len(routes), "threshold": router.threshold,
-            "accuracy": sum(r.task == t for r, t in zip(routes, truth)) / max(1, len(routes)),
+            "accuracy": sum(r.task == t for r, t in zip(routes, truth, strict=True)) / max(1, len(routes)),
             "fallback_rate": sum(r.adapter == GENERAL_ADAPTER for r in routes) / max(1, len(routes))}
     return result
 
@@ -130,7 +131,7 @@ def loss_plot(out: Path) -> Path | None:
     for name, points in curves.items():
         ax = axes[0] if name.startswith("pre-training") else axes[1]
         ax.plot([p[0] for p in points], [p[1] for p in points], label=name)
-    for ax, title in zip(axes, ("stand-in pre-training (full fine-tune)", "QLoRA adapters")):
+    for ax, title in zip(axes, ("stand-in pre-training (full fine-tune)", "QLoRA adapters"), strict=False):
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss")
@@ -153,7 +154,7 @@ def metric_plot(out: Path, table: dict[str, dict[str, float | None]]) -> Path:
 
     modes = [m for m in MODE_TITLES if any(table[t].get(m) is not None for t in table)]
     fig, axes = plt.subplots(1, len(TASK_NAMES), figsize=(2.4 * len(TASK_NAMES), 3.6))
-    for ax, task in zip(axes, TASK_NAMES):
+    for ax, task in zip(axes, TASK_NAMES, strict=False):
         values = [table.get(task, {}).get(m) for m in modes]
         values = [v if isinstance(v, (int, float)) and math.isfinite(v) else np.nan for v in values]
         ax.bar(range(len(modes)), values, color=plt.cm.tab10(np.arange(len(modes))))
