@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -121,9 +122,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return text + " (default: %(default)s)"
 
 
+def checkout_root() -> Path | None:
+    """The repository checkout this package runs from (``llama_factory_internvl/`` beside ``mevlip/``), or ``None``
+    when it is installed elsewhere: the scripts' default folders are the checkout's, else the current folder's."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "llama_factory_internvl").is_dir() else None
+
+
+#: The name a command runs under when started as ``mevlip <stage>`` (set by :func:`mevlip.commands.main`): its
+#: usage and error lines then say ``mevlip <stage>`` whatever the module's own name.
+COMMAND_NAME: str | None = None
+
+
 def make_parser(description: str | None, prog: str | None = None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with :class:`HelpFormatter`; ``prog`` for ``python -m`` modules."""
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    return argparse.ArgumentParser(prog=COMMAND_NAME or prog, description=description, formatter_class=HelpFormatter)
 
 
 def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str,

@@ -224,6 +224,18 @@ def test_the_base_install_scores_predictions_without_the_gpu_stack(tmp_path, whe
     assert full.returncode == 0, full.stderr[-2000:]
     reference = json.loads((tmp_path / "ref" / "metrics_predictions.json").read_text())
     assert metrics["primary_metrics"] == reference["primary_metrics"]  # the same figures as the full environment's
+    # the installed command, outside any checkout: the same run, the same figures
+    command = python.parent / "mevlip"
+    installed = subprocess.run([str(command), "evaluate", "--base_dataset_path", str(mini_flare_tiny),
+                                "--prediction_file", str(tmp_path / "p.json"), "--output_dir", str(tmp_path / "cmd"),
+                                "--bootstrap", "0"], capture_output=True, text=True, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"})
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert json.loads((tmp_path / "cmd" / "metrics_predictions.json").read_text())["primary_metrics"] == \
+        reference["primary_metrics"]
+    demo = subprocess.run([str(command), "demo", "--quick"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": ""})
+    assert demo.returncode == 2 and "run it from a checkout of the repository" in demo.stderr, demo.stderr[-2000:]
     judged = subprocess.run([python, str(REPO / "evaluation" / "evaluation.py"), "--base_dataset_path",
                              str(mini_flare_tiny), "--prediction_file", str(tmp_path / "p.json"), "--output_dir",
                              str(tmp_path / "out2"), "--bootstrap", "0", "--green_model", "judge"],

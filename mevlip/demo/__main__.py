@@ -7,7 +7,17 @@ import shutil
 import sys
 from pathlib import Path
 
-from mevlip.cli import POSITIVE_INT, SEED, add_common_args, add_option, make_parser, run_cli, setup_logging
+from mevlip.cli import (
+    POSITIVE_INT,
+    SEED,
+    UserError,
+    add_common_args,
+    add_option,
+    checkout_root,
+    make_parser,
+    run_cli,
+    setup_logging,
+)
 from mevlip.demo import run as pipeline
 from mevlip.presets import DEFAULT_PRESET, TRAINING_PRESETS
 
@@ -46,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     that failed."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if checkout_root() is None:  # its stages run the repository's scripts with its recipes
+        raise UserError("the demo runs the repository's scripts and LLaMA-Factory recipes: run it from a checkout "
+                        "of the repository (make demo), not from an installed package alone")
     common = dict(seed=args.seed, data_seed=args.data_seed, preset=args.preset, jobs=args.jobs, threads=args.threads,
                   pretrain_threads=args.pretrain_threads)
     settings = pipeline.Settings(Path(args.output_dir), **common)
