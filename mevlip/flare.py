@@ -188,17 +188,25 @@ def _name_length_problem(name: str) -> str | None:
     return None
 
 
-def validate_record(record: object, require_answer: bool = False) -> str | None:
-    """Why a record is invalid, or ``None`` when it is fine."""
+def _question_problem(record: object, required: tuple[str, ...]) -> str | None:
+    """The checks every use of a record shares: an object, the ``required`` keys, a usable ``ImageName``, a
+    non-empty ``Question``."""
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
-    missing = [k for k in RECORD_FIELDS if k not in record]
+    missing = [k for k in required if k not in record]
     if missing:
         return f"missing field(s) {', '.join(missing)}"
     if reason := _image_name_problem(record):
         return reason
     if not isinstance(record["Question"], str) or not record["Question"].strip():
         return "Question must be a non-empty string"
+    return None
+
+
+def validate_record(record: object, require_answer: bool = False) -> str | None:
+    """Why a record is invalid, or ``None`` when it is fine."""
+    if reason := _question_problem(record, RECORD_FIELDS):
+        return reason
     try:
         normalize_task_type(record["TaskType"])
     except ValueError as err:
@@ -218,15 +226,8 @@ QUESTION_FIELDS: tuple[str, ...] = ("ImageName", "Question")
 def validate_question(record: object) -> str | None:
     """Why a record cannot be answered, or ``None``: it needs only a usable ``ImageName`` and a non-empty
     ``Question``; its other fields (``TaskType``, ``Answer``, ``Split``, ``Modality``) may be absent or anything."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    missing = [k for k in QUESTION_FIELDS if k not in record]
-    if missing:
-        return f"missing field(s) {', '.join(missing)}"
-    if reason := _image_name_problem(record):
+    if reason := _question_problem(record, QUESTION_FIELDS):
         return reason
-    if not isinstance(record["Question"], str) or not record["Question"].strip():
-        return "Question must be a non-empty string"
     for name in QUESTION_FIELDS:
         if not _encodable(record[name]):
             return f"{name} holds a lone surrogate (not valid Unicode text)"
