@@ -80,6 +80,7 @@ GROUPS: dict[str, dict[str, dict[str, str]]] = {
             "init_ranks": "torch.distributed set-up (tests/test_torchrun_inference.py runs it in subprocesses)",
             "barrier": "torch.distributed", "gather": "torch.distributed", "close_ranks": "torch.distributed",
         },
+        "mevlip/inference/journal.py": {},
     },
     "demo": {
         "mevlip/demo/report.py": {

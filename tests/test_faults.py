@@ -542,7 +542,7 @@ def test_merge_cli_errors_are_one_line(infer_root, tmp_path):
 
 def test_large_model_files_are_fingerprinted_by_size_head_and_tail(infer_root, tmp_path):
     """A file over 256 MiB (a base-model shard) is hashed by its size and first and last 4 MiB, as --help says."""
-    import mevlip.inference.run as inference
+    import mevlip.inference.journal as inference
 
     cli = load_script("docker_internvl/inference.py")
     assert inference._HASH_WHOLE == 256 * 2**20 and inference._HASH_SAMPLE == 4 * 2**20

@@ -484,7 +484,7 @@ def test_a_change_is_spelled_out_up_to_120_characters():
 def test_a_file_of_exactly_the_whole_hash_limit_is_hashed_whole(tmp_path, monkeypatch):
     import hashlib
 
-    import mevlip.inference.run as inference
+    import mevlip.inference.journal as inference
 
     monkeypatch.setattr(inference, "_HASH_WHOLE", 8)
     monkeypatch.setattr(inference, "_HASH_SAMPLE", 3)
