@@ -34,6 +34,9 @@ CATEGORIES: tuple[str, ...] = (
     "Retinography", "Ultrasound", "Xray", "Clinical", "Microscopy", "Endoscopy", "Dermatology", "Mammography",
 )
 RECORD_FIELDS: tuple[str, ...] = ("TaskType", "Modality", "ImageName", "Question", "Answer", "Split")
+#: The fields training and scoring read (``Modality`` and ``Split`` are read by no stage: a record may lack them, as
+#: the original converter, which read only question, answer and image, accepted).
+REQUIRED_FIELDS: tuple[str, ...] = ("TaskType", "ImageName", "Question", "Answer")
 IMAGE_DIRS: tuple[str, ...] = ("imagesTr", "imagesVal", "imagesTs", "images")
 _KINDS = ("train", "val", "test")
 
@@ -205,7 +208,7 @@ def _question_problem(record: object, required: tuple[str, ...]) -> str | None:
 
 def validate_record(record: object, require_answer: bool = False) -> str | None:
     """Why a record is invalid, or ``None`` when it is fine."""
-    if reason := _question_problem(record, RECORD_FIELDS):
+    if reason := _question_problem(record, REQUIRED_FIELDS):
         return reason
     try:
         normalize_task_type(record["TaskType"])
@@ -213,7 +216,7 @@ def validate_record(record: object, require_answer: bool = False) -> str | None:
         return str(err)
     if require_answer and (record["Answer"] is None or str(record["Answer"]).strip() == ""):
         return "Answer is empty"
-    for name in RECORD_FIELDS:
+    for name in (f for f in RECORD_FIELDS if f in record):
         if not _encodable(record[name]):  # a lone surrogate ("\\ud800") loads from JSON but cannot be written
             return f"{name} holds a lone surrogate (not valid Unicode text)"
     return None

@@ -110,3 +110,16 @@ def test_evaluation_lists_unscorable_references_and_scores_without_them(mini_fla
     assert results["matching"]["unknown_keys"]["count"] == 0 and results["matching"]["missing_keys"]["count"] == 0
     n_counting = sum(1 for p in predictions if p["TaskType"].lower().endswith("counting"))
     assert results["primary_metrics"]["counting"]["n"] == n_counting - 2
+
+
+def test_a_training_record_needs_no_split_or_modality(tmp_path):
+    """Neither field is read by any stage (the original converter read question, answer and image only)."""
+    from mevlip.prepare import PrepareConfig, prepare
+
+    root = _training_root(tmp_path, [{"Question": "Which? A or B", "Answer": "B", "TaskType": "Classification"}])
+    path = root / "training" / "Xray" / "ds" / "ds_questions_train.json"
+    records = json.loads(path.read_text())
+    path.write_text(json.dumps([{k: v for k, v in r.items() if k not in ("Split", "Modality")} for r in records]))
+    stats = prepare(PrepareConfig(str(root), str(tmp_path / "out"), workers=1))
+    rows = json.loads((tmp_path / "out" / "flare" / "train" / "classification.json").read_text())
+    assert [r["conversations"][1]["value"] for r in rows] == ["B"] and not stats["parts"]["train"]["skipped"]

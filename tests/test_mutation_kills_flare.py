@@ -324,8 +324,8 @@ def test_load_records_errors_and_the_warning_per_skipped_record(tmp_path, caplog
     path.write_text(json.dumps([{"ImageName": "a.png"}]))
     with caplog.at_level("WARNING", logger="mevlip.flare"):
         loaded = load_records(path)
-    assert caplog.messages == [f"skipping {path} record 0: missing field(s) TaskType, Modality, Question, Answer, "
-                               "Split"] == [f"skipping {loaded.problems[0]}"]
+    assert caplog.messages == [f"skipping {path} record 0: missing field(s) TaskType, Question, Answer"] == [
+        f"skipping {loaded.problems[0]}"]
 
 
 def test_only_gt_files_means_no_plain_file_even_without_a_gt_twin(mini_flare_tiny):
